@@ -1,0 +1,978 @@
+//! The C ABI. This layer converts and checks arguments and maps errors to
+//! statuses; the engine does the work. `include/corewal.h` is generated from
+//! this file by cbindgen (see `tests/header.rs`).
+//!
+//! Every export runs inside [`boundary`], which catches panics (the release
+//! profile keeps `panic = "unwind"` for this) and records the message for
+//! `cw_last_error()`.
+//!
+//! Handles (`cw_manager`, `cw_recovery`) are never freed: closing one
+//! releases everything it holds (lanes, buffers, files, mappings, the lock)
+//! and leaves a small closed shell behind, so a call on a closed handle gets
+//! `CW_ERR_INVALID_ARGUMENT` instead of undefined behaviour.
+
+#![allow(non_camel_case_types)]
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::{Mutex, TryLockError};
+
+use crate::error::Error;
+use crate::format::{OpKind, OpView, SourceOffsetRef};
+use crate::io::FileIo;
+use crate::manager::Manager;
+use crate::options::{Backend, Options};
+use crate::recovery::{Recovery, RecoveryMode, RecoveryOptions};
+use crate::writer::Writer;
+
+/// Result of every fallible call: `CW_OK`, `CW_DONE`, or a negative `CW_ERR_*`.
+pub type cw_status = i32;
+
+/// Success.
+pub const CW_OK: cw_status = 0;
+/// An iterator is exhausted (not an error).
+pub const CW_DONE: cw_status = 1;
+/// A NULL pointer, out-of-range value, bad option, or a closed handle.
+pub const CW_ERR_INVALID_ARGUMENT: cw_status = -1;
+/// The operating system reported an I/O error.
+pub const CW_ERR_IO: cw_status = -2;
+/// The WAL is damaged in a way the recovery mode does not accept.
+pub const CW_ERR_CORRUPT: cw_status = -3;
+/// Another manager holds the directory's lock.
+pub const CW_ERR_LOCKED: cw_status = -4;
+/// An earlier write or fdatasync failed; the writer accepts no more calls.
+pub const CW_ERR_POISONED: cw_status = -5;
+/// Another thread is inside the same writer or iterator.
+pub const CW_ERR_BUSY: cw_status = -6;
+/// A record is larger than `max_record_bytes`; nothing was written.
+pub const CW_ERR_TOO_LARGE: cw_status = -7;
+/// The request needs something this build or kernel does not offer.
+pub const CW_ERR_UNSUPPORTED: cw_status = -8;
+/// The directory or WAL does not exist (and was not to be created).
+pub const CW_ERR_NOT_FOUND: cw_status = -9;
+/// A bug inside the library was caught at the boundary.
+pub const CW_ERR_PANIC: cw_status = -10;
+
+/// I/O backends (`cw_options.backend`).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cw_backend {
+    /// The best backend available here.
+    CW_BACKEND_AUTO = 0,
+    /// pwrite + fdatasync; always available.
+    CW_BACKEND_SYNC = 1,
+}
+
+/// Operation carried by a record (`cw_entry.op`).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cw_op {
+    CW_OP_PUT = 1,
+    CW_OP_DELETE = 2,
+    CW_OP_COMMIT = 3,
+    CW_OP_CHECKPOINT = 4,
+    CW_OP_EPOCH_BARRIER = 5,
+}
+
+/// How damage is treated when a WAL is opened or read.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cw_recovery_mode {
+    /// Cut a torn tail (damage no sync ever acknowledged); refuse corruption.
+    CW_RECOVER_TOLERATE_TORN_TAIL = 0,
+    /// Any damage, a torn tail included, is `CW_ERR_CORRUPT`.
+    CW_RECOVER_ABSOLUTE = 1,
+    /// Stop each lane at its first damage, whatever follows it.
+    CW_RECOVER_POINT_IN_TIME = 2,
+}
+
+/// An open WAL directory. Opaque.
+pub struct cw_manager {
+    _private: [u8; 0],
+}
+
+/// The writer of one lane, borrowed from its manager. Opaque.
+pub struct cw_writer {
+    _private: [u8; 0],
+}
+
+/// A recovery iterator. Opaque.
+pub struct cw_recovery {
+    _private: [u8; 0],
+}
+
+/// Options of `cw_manager_open`. Initialise with
+/// `cw_options_init(&opts, sizeof opts)`, then change fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cw_options {
+    /// Set by `cw_options_init`: the size of the caller's struct.
+    pub struct_size: u32,
+    /// Lanes to create (> 0); 0 opens with the directory's count.
+    pub num_cores: u32,
+    /// Segment file size; default 64 MiB. Fixed when the WAL is created.
+    pub segment_bytes: u64,
+    /// Largest encoded record (key + value + ~64 bytes); default 16 MiB.
+    pub max_record_bytes: u64,
+    /// A `cw_backend`; default `CW_BACKEND_AUTO`.
+    pub backend: i32,
+    /// A `cw_recovery_mode` used to repair lanes at open.
+    pub recovery_mode: i32,
+    /// Create the directory and WAL if missing; default 1.
+    pub create_if_missing: u32,
+    /// Zero-fill and sync segments before use; default 1. Fixed at creation.
+    pub preallocate: u32,
+    /// Sync after this many records since the last sync; 0 = off.
+    pub sync_every_records: u64,
+    /// Sync after this many bytes since the last sync; 0 = off.
+    pub sync_every_bytes: u64,
+    /// Sync when an append comes this many µs after the last sync; 0 = off.
+    pub sync_interval_us: u64,
+    /// A background thread syncs idle writers this often (µs); 0 = none.
+    pub flusher_interval_us: u64,
+}
+
+/// One `(source name, offset)` pair of a COMMIT record. `name` need not be
+/// NUL-terminated.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cw_source_offset {
+    pub name: *const c_char,
+    pub name_len: usize,
+    pub offset: u64,
+}
+
+/// Options of `cw_recovery_open` and `cw_manager_recover`. Initialise with
+/// `cw_recovery_options_init(&opts, sizeof opts)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cw_recovery_options {
+    /// Set by `cw_recovery_options_init`.
+    pub struct_size: u32,
+    /// A `cw_recovery_mode`; default `CW_RECOVER_TOLERATE_TORN_TAIL`.
+    pub mode: i32,
+    /// Start from the latest checkpoint when there is one; default 1.
+    pub from_checkpoint: u32,
+    /// Records of later epochs are not yielded; default UINT64_MAX.
+    pub max_epoch: u64,
+    /// Lanes to read (`lanes_len` entries); NULL reads every lane.
+    pub lanes: *const u32,
+    pub lanes_len: usize,
+}
+
+/// One record yielded by `cw_recovery_next`. `key` and `value` point into
+/// the library's mapping of the segment and stay valid until the next call
+/// on the iterator or its close.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cw_entry {
+    pub epoch: u64,
+    pub timestamp_ns: i64,
+    pub sequence: u64,
+    /// Lane position of the record.
+    pub position: u64,
+    pub core_id: u32,
+    /// A `cw_op`.
+    pub op: i32,
+    /// PUT and DELETE: the key; NULL otherwise.
+    pub key: *const u8,
+    pub key_len: usize,
+    /// PUT: the value; NULL otherwise.
+    pub value: *const u8,
+    pub value_len: usize,
+    /// CHECKPOINT: its id.
+    pub checkpoint_id: u64,
+    /// COMMIT: 1 when `watermark` is set.
+    pub has_watermark: u32,
+    pub watermark: i64,
+    /// COMMIT: number of source offsets; read each with `cw_recovery_entry_offset`.
+    pub offsets_len: usize,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: &str) {
+    let message = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|slot| *slot.borrow_mut() = message);
+}
+
+fn status_of(error: &Error) -> cw_status {
+    match error {
+        Error::InvalidArgument(_) | Error::Closed(_) => CW_ERR_INVALID_ARGUMENT,
+        Error::Io { .. } => CW_ERR_IO,
+        Error::Corrupt { .. } | Error::CorruptMeta(_) => CW_ERR_CORRUPT,
+        Error::Locked(_) => CW_ERR_LOCKED,
+        Error::Poisoned(_) => CW_ERR_POISONED,
+        Error::Busy(_) => CW_ERR_BUSY,
+        Error::TooLarge { .. } => CW_ERR_TOO_LARGE,
+        Error::NotFound(_) => CW_ERR_NOT_FOUND,
+    }
+}
+
+/// Runs an export body: maps its error to a status and records the message;
+/// catches a panic as `CW_ERR_PANIC`.
+fn boundary(body: impl FnOnce() -> Result<cw_status, Error>) -> cw_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(status)) => status,
+        Ok(Err(error)) => {
+            set_last_error(&error.to_string());
+            status_of(&error)
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(&format!("internal error (panic): {what}"));
+            CW_ERR_PANIC
+        }
+    }
+}
+
+/// Runs an export that returns a plain value; a panic yields `fallback`.
+fn boundary_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::InvalidArgument(message.into())
+}
+
+/// Borrows `*ptr`, refusing NULL.
+///
+/// The caller of the export promises that a non-NULL pointer points to a
+/// live value of the right type for the duration of the call.
+fn deref<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, Error> {
+    // SAFETY: non-NULL pointers are valid for reads by the export's contract
+    // (documented in the header); NULL is refused here.
+    unsafe { ptr.as_ref() }.ok_or_else(|| invalid(format!("{name} is NULL")))
+}
+
+/// Borrows `len` bytes at `ptr`; NULL is accepted only with `len == 0`.
+fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
+    if ptr.is_null() {
+        return if len == 0 { Ok(&[]) } else { Err(invalid(format!("{name} is NULL but its length is {len}"))) };
+    }
+    if len > isize::MAX as usize {
+        return Err(invalid(format!("{name} length {len} is too large")));
+    }
+    // SAFETY: by the export's contract `ptr` points to `len` readable bytes
+    // that stay unchanged during the call; NULL and overlong lengths are
+    // refused above.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Writes `value` through an out-parameter, refusing NULL.
+fn write_out<T>(out: *mut T, value: T, name: &str) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(invalid(format!("{name} is NULL")));
+    }
+    // SAFETY: non-NULL out-parameters point to writable storage for a `T`
+    // by the export's contract.
+    unsafe { out.write(value) };
+    Ok(())
+}
+
+fn check_out<T>(out: *mut T, name: &str) -> Result<(), Error> {
+    if out.is_null() { Err(invalid(format!("{name} is NULL"))) } else { Ok(()) }
+}
+
+/// Copies the caller's sized struct (`struct_size` first) over `defaults`:
+/// fields beyond the caller's size keep their defaults.
+fn read_sized<T: Copy>(ptr: *const T, defaults: T, name: &str) -> Result<T, Error> {
+    if ptr.is_null() {
+        return Ok(defaults);
+    }
+    // SAFETY: every sized struct starts with its `uint32_t struct_size`, which
+    // any caller's version of the struct has.
+    let declared = unsafe { (ptr as *const u32).read_unaligned() } as usize;
+    if declared < size_of::<u32>() {
+        return Err(invalid(format!(
+            "{name}.struct_size is {declared}; initialise the struct with its _init function"
+        )));
+    }
+    let mut value = defaults;
+    let n = declared.min(size_of::<T>());
+    // SAFETY: the caller's struct is `declared` bytes long, and `n` bytes fit
+    // in both it and `value`; the structs are plain integers and pointers, for
+    // which any bit pattern is valid.
+    unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, &mut value as *mut T as *mut u8, n) };
+    Ok(value)
+}
+
+/// Fills the caller's sized struct with `defaults`, never past `size` bytes.
+fn init_sized<T: Copy>(ptr: *mut T, size: usize, mut defaults: T, set_size: impl FnOnce(&mut T, u32)) {
+    if ptr.is_null() || size < size_of::<u32>() {
+        return;
+    }
+    let n = size.min(size_of::<T>());
+    set_size(&mut defaults, n as u32);
+    // SAFETY: the caller passes the size of its own struct, so `n` bytes are
+    // writable at `ptr`; `n` never exceeds our struct either.
+    unsafe { std::ptr::copy_nonoverlapping(&defaults as *const T as *const u8, ptr as *mut u8, n) };
+}
+
+fn default_options() -> cw_options {
+    let d = Options::default();
+    cw_options {
+        struct_size: size_of::<cw_options>() as u32,
+        num_cores: d.num_cores,
+        segment_bytes: d.segment_bytes,
+        max_record_bytes: d.max_record_bytes,
+        backend: cw_backend::CW_BACKEND_AUTO as i32,
+        recovery_mode: cw_recovery_mode::CW_RECOVER_TOLERATE_TORN_TAIL as i32,
+        create_if_missing: d.create_if_missing as u32,
+        preallocate: d.preallocate as u32,
+        sync_every_records: d.sync_every_records,
+        sync_every_bytes: d.sync_every_bytes,
+        sync_interval_us: d.sync_interval_us,
+        flusher_interval_us: d.flusher_interval_us,
+    }
+}
+
+fn default_recovery_options() -> cw_recovery_options {
+    cw_recovery_options {
+        struct_size: size_of::<cw_recovery_options>() as u32,
+        mode: cw_recovery_mode::CW_RECOVER_TOLERATE_TORN_TAIL as i32,
+        from_checkpoint: 1,
+        max_epoch: u64::MAX,
+        lanes: std::ptr::null(),
+        lanes_len: 0,
+    }
+}
+
+impl TryFrom<i32> for Backend {
+    type Error = Error;
+    fn try_from(value: i32) -> Result<Backend, Error> {
+        match value {
+            v if v == cw_backend::CW_BACKEND_AUTO as i32 => Ok(Backend::Auto),
+            v if v == cw_backend::CW_BACKEND_SYNC as i32 => Ok(Backend::Sync),
+            v => Err(invalid(format!("backend {v} is not a cw_backend"))),
+        }
+    }
+}
+
+impl TryFrom<i32> for RecoveryMode {
+    type Error = Error;
+    fn try_from(value: i32) -> Result<RecoveryMode, Error> {
+        use cw_recovery_mode::*;
+        match value {
+            v if v == CW_RECOVER_TOLERATE_TORN_TAIL as i32 => Ok(RecoveryMode::TolerateTornTail),
+            v if v == CW_RECOVER_ABSOLUTE as i32 => Ok(RecoveryMode::Absolute),
+            v if v == CW_RECOVER_POINT_IN_TIME as i32 => Ok(RecoveryMode::PointInTime),
+            v => Err(invalid(format!("recovery mode {v} is not a cw_recovery_mode"))),
+        }
+    }
+}
+
+impl From<OpKind> for cw_op {
+    fn from(kind: OpKind) -> cw_op {
+        match kind {
+            OpKind::Put => cw_op::CW_OP_PUT,
+            OpKind::Delete => cw_op::CW_OP_DELETE,
+            OpKind::Commit => cw_op::CW_OP_COMMIT,
+            OpKind::Checkpoint => cw_op::CW_OP_CHECKPOINT,
+            OpKind::EpochBarrier => cw_op::CW_OP_EPOCH_BARRIER,
+        }
+    }
+}
+
+fn convert_options(ptr: *const cw_options) -> Result<Options, Error> {
+    let raw = read_sized(ptr, default_options(), "opts")?;
+    Ok(Options {
+        num_cores: raw.num_cores,
+        segment_bytes: raw.segment_bytes,
+        max_record_bytes: raw.max_record_bytes,
+        backend: Backend::try_from(raw.backend)?,
+        recovery_mode: RecoveryMode::try_from(raw.recovery_mode)?,
+        create_if_missing: raw.create_if_missing != 0,
+        preallocate: raw.preallocate != 0,
+        sync_every_records: raw.sync_every_records,
+        sync_every_bytes: raw.sync_every_bytes,
+        sync_interval_us: raw.sync_interval_us,
+        flusher_interval_us: raw.flusher_interval_us,
+    })
+}
+
+fn convert_recovery_options(ptr: *const cw_recovery_options) -> Result<RecoveryOptions, Error> {
+    let raw = read_sized(ptr, default_recovery_options(), "opts")?;
+    let lanes = if raw.lanes.is_null() {
+        if raw.lanes_len != 0 {
+            return Err(invalid("opts.lanes is NULL but opts.lanes_len is not 0"));
+        }
+        None
+    } else {
+        if raw.lanes_len > (isize::MAX as usize) / size_of::<u32>() {
+            return Err(invalid("opts.lanes_len is too large"));
+        }
+        // SAFETY: the caller promises `lanes` points to `lanes_len` readable
+        // u32s for the duration of the call.
+        Some(unsafe { std::slice::from_raw_parts(raw.lanes, raw.lanes_len) }.to_vec())
+    };
+    Ok(RecoveryOptions {
+        mode: RecoveryMode::try_from(raw.mode)?,
+        from_checkpoint: raw.from_checkpoint != 0,
+        max_epoch: raw.max_epoch,
+        lanes,
+    })
+}
+
+fn path_arg<'a>(dir: *const c_char) -> Result<&'a Path, Error> {
+    let dir = deref(dir, "dir")?;
+    // SAFETY: `dir` is non-NULL and, by contract, a NUL-terminated string.
+    let dir = unsafe { CStr::from_ptr(dir) };
+    let dir = dir.to_str().map_err(|_| invalid("dir is not valid UTF-8"))?;
+    if dir.is_empty() {
+        return Err(invalid("dir is empty"));
+    }
+    Ok(Path::new(dir))
+}
+
+/// Closed handles stay here for the life of the process (see module docs).
+/// Holding them keeps leak checkers from reporting a retired shell.
+static RETIRED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn retire(address: usize) {
+    RETIRED.lock().unwrap_or_else(|e| e.into_inner()).push(address);
+}
+
+type FfiManager = Manager<FileIo>;
+type FfiWriter = Writer<FileIo>;
+
+fn manager<'a>(ptr: *const cw_manager) -> Result<&'a FfiManager, Error> {
+    deref(ptr as *const FfiManager, "manager")
+}
+
+fn writer<'a>(ptr: *const cw_writer) -> Result<&'a FfiWriter, Error> {
+    deref(ptr as *const FfiWriter, "writer")
+}
+
+/// What a `cw_recovery` points to.
+struct RecoveryHandle {
+    state: Mutex<Option<RecoveryState>>,
+}
+
+struct RecoveryState {
+    recovery: Recovery<FileIo>,
+    /// COMMIT offsets of the last entry: name pointer (into the mapping),
+    /// name length, offset. Valid until the next call, like the entry.
+    offsets: Vec<(*const u8, usize, u64)>,
+}
+
+// SAFETY: the raw pointers in `offsets` point into the mappings owned by the
+// same `RecoveryState`; they move with it and are only read under its mutex.
+unsafe impl Send for RecoveryState {}
+
+fn recovery_handle<'a>(ptr: *const cw_recovery) -> Result<&'a RecoveryHandle, Error> {
+    deref(ptr as *const RecoveryHandle, "recovery")
+}
+
+fn with_recovery<T>(ptr: *const cw_recovery, f: impl FnOnce(&mut RecoveryState) -> Result<T, Error>) -> Result<T, Error> {
+    let handle = recovery_handle(ptr)?;
+    let mut guard = match handle.state.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::WouldBlock) => return Err(Error::Busy(u32::MAX)),
+        Err(TryLockError::Poisoned(_)) => return Err(Error::Poisoned("a panic interrupted an earlier call on this iterator".into())),
+    };
+    let state = guard.as_mut().ok_or(Error::Closed("recovery iterator"))?;
+    f(state)
+}
+
+fn new_recovery_handle(recovery: Recovery<FileIo>) -> *mut cw_recovery {
+    let handle = Box::new(RecoveryHandle {
+        state: Mutex::new(Some(RecoveryState {
+            recovery,
+            offsets: Vec::new(),
+        })),
+    });
+    Box::into_raw(handle) as *mut cw_recovery
+}
+
+/// The library version, e.g. "0.1.0" (equal to `CW_VERSION_STRING`).
+///
+/// Returns a static string; never NULL. Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+/// The name of a status, e.g. "CW_ERR_CORRUPT"; "CW_UNKNOWN_STATUS" for a
+/// value that is not a status.
+///
+/// Returns a static string; never NULL. Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_status_name(status: cw_status) -> *const c_char {
+    let name: &'static [u8] = match status {
+        CW_OK => b"CW_OK\0",
+        CW_DONE => b"CW_DONE\0",
+        CW_ERR_INVALID_ARGUMENT => b"CW_ERR_INVALID_ARGUMENT\0",
+        CW_ERR_IO => b"CW_ERR_IO\0",
+        CW_ERR_CORRUPT => b"CW_ERR_CORRUPT\0",
+        CW_ERR_LOCKED => b"CW_ERR_LOCKED\0",
+        CW_ERR_POISONED => b"CW_ERR_POISONED\0",
+        CW_ERR_BUSY => b"CW_ERR_BUSY\0",
+        CW_ERR_TOO_LARGE => b"CW_ERR_TOO_LARGE\0",
+        CW_ERR_UNSUPPORTED => b"CW_ERR_UNSUPPORTED\0",
+        CW_ERR_NOT_FOUND => b"CW_ERR_NOT_FOUND\0",
+        CW_ERR_PANIC => b"CW_ERR_PANIC\0",
+        _ => b"CW_UNKNOWN_STATUS\0",
+    };
+    name.as_ptr() as *const c_char
+}
+
+/// The message of the calling thread's last failed call; "" if none failed.
+///
+/// The string belongs to the library and stays valid until the next failing
+/// call on this thread; never NULL. Successful calls leave it unchanged.
+/// Thread safety: any thread; each thread sees its own message.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_last_error() -> *const c_char {
+    static EMPTY: &[u8] = b"\0";
+    boundary_value(EMPTY.as_ptr() as *const c_char, || LAST_ERROR.with(|slot| slot.borrow().as_ptr()))
+}
+
+/// Fills `*opts` with defaults and records `size` (pass `sizeof *opts`) in
+/// `opts->struct_size`. Never writes more than `size` bytes, so a caller
+/// built against an older, smaller `cw_options` is safe.
+///
+/// NULL `opts` or a `size` below 4 does nothing. Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_options_init(opts: *mut cw_options, size: usize) {
+    boundary_value((), || init_sized(opts, size, default_options(), |o, n| o.struct_size = n));
+}
+
+/// Opens or creates the WAL in directory `dir` and returns a manager in
+/// `*manager_out`.
+///
+/// Takes the directory's lock, creates it with `opts->num_cores` lanes if it
+/// is new (and `create_if_missing`), and repairs each lane according to
+/// `opts->recovery_mode` (by default: cut a torn tail, refuse corruption).
+/// `opts` may be NULL for defaults (which only open an existing WAL, since
+/// creating one needs `num_cores`).
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL `dir`/`manager_out`, bad
+/// option, a `num_cores` different from the directory's); CW_ERR_LOCKED
+/// (another manager has it open); CW_ERR_NOT_FOUND (missing and not to be
+/// created); CW_ERR_CORRUPT (damage the recovery mode refuses; the message
+/// names lane, segment file and offset); CW_ERR_IO.
+///
+/// Ownership: the caller owns the manager and releases it with
+/// `cw_manager_close`. Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_open(dir: *const c_char, opts: *const cw_options, manager_out: *mut *mut cw_manager) -> cw_status {
+    boundary(|| {
+        check_out(manager_out, "manager_out")?;
+        let dir = path_arg(dir)?;
+        let options = convert_options(opts)?;
+        let manager = Manager::open(dir, &options)?;
+        let ptr = Box::into_raw(Box::new(manager)) as *mut cw_manager;
+        write_out(manager_out, ptr, "manager_out")?;
+        Ok(CW_OK)
+    })
+}
+
+/// Syncs every lane, then releases the manager's lanes, files and lock.
+/// Writers borrowed from it become unusable (calls return
+/// CW_ERR_INVALID_ARGUMENT). Closing NULL or an already closed manager
+/// returns CW_OK.
+///
+/// Returns CW_OK, or the first sync failure (CW_ERR_POISONED, CW_ERR_IO);
+/// everything is released either way. A small closed shell stays allocated
+/// so that stray calls on the handle are answered with a status.
+///
+/// Thread safety: any thread, once no other thread uses the manager or its
+/// writers; a writer in use is waited for.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_close(manager: *mut cw_manager) -> cw_status {
+    boundary(|| {
+        if manager.is_null() {
+            return Ok(CW_OK);
+        }
+        let m = self::manager(manager)?;
+        let result = m.close();
+        retire(manager as usize);
+        result.map(|()| CW_OK)
+    })
+}
+
+/// Number of lanes of the manager; 0 for NULL.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_num_cores(manager: *const cw_manager) -> u32 {
+    boundary_value(0, || manager_ref(manager).map_or(0, |m| m.num_cores()))
+}
+
+fn manager_ref<'a>(ptr: *const cw_manager) -> Option<&'a FfiManager> {
+    self::manager(ptr).ok()
+}
+
+/// Returns the writer of lane `core_id` in `*writer_out`.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL argument, `core_id` not
+/// below `cw_manager_num_cores`, closed manager).
+///
+/// Ownership: the writer is borrowed from the manager and dies with it; do
+/// not free it. Thread safety: any thread; the same handle is returned each
+/// time. A writer is then used by one thread at a time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_writer(manager: *mut cw_manager, core_id: u32, writer_out: *mut *mut cw_writer) -> cw_status {
+    boundary(|| {
+        check_out(writer_out, "writer_out")?;
+        let w = self::manager(manager)?.writer(core_id)?;
+        write_out(writer_out, w as *const FfiWriter as *mut cw_writer, "writer_out")?;
+        Ok(CW_OK)
+    })
+}
+
+/// The epoch new records are stamped with; 0 for NULL.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_epoch(manager: *const cw_manager) -> u64 {
+    boundary_value(0, || manager_ref(manager).map_or(0, |m| m.epoch()))
+}
+
+/// Starts the next epoch and returns it in `*epoch_out` (may be NULL).
+/// Each writer closes its previous epoch with an EPOCH_BARRIER at its next
+/// append.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL or closed manager).
+/// Thread safety: any thread, concurrently with appends.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_advance_epoch(manager: *mut cw_manager, epoch_out: *mut u64) -> cw_status {
+    boundary(|| {
+        let epoch = self::manager(manager)?.advance_epoch()?;
+        if !epoch_out.is_null() {
+            write_out(epoch_out, epoch, "epoch_out")?;
+        }
+        Ok(CW_OK)
+    })
+}
+
+/// Syncs every lane (as `cw_writer_sync` on each), waiting for writers in
+/// use.
+///
+/// Returns CW_OK or the first failure (CW_ERR_POISONED, CW_ERR_IO,
+/// CW_ERR_INVALID_ARGUMENT for a NULL or closed manager); every lane is
+/// attempted. Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_sync_all(manager: *mut cw_manager) -> cw_status {
+    boundary(|| self::manager(manager)?.sync_all().map(|()| CW_OK))
+}
+
+/// Opens a recovery iterator over the manager's lanes as they are on disk
+/// (everything appended before the last sync or buffer flush), for replay
+/// before appending starts. `opts` may be NULL for defaults.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_CORRUPT; CW_ERR_IO.
+/// Ownership: the caller closes the iterator with `cw_recovery_close`;
+/// close it before the manager. Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_recover(
+    manager: *mut cw_manager,
+    opts: *const cw_recovery_options,
+    recovery_out: *mut *mut cw_recovery,
+) -> cw_status {
+    boundary(|| {
+        check_out(recovery_out, "recovery_out")?;
+        let options = convert_recovery_options(opts)?;
+        let recovery = self::manager(manager)?.recover(&options)?;
+        write_out(recovery_out, new_recovery_handle(recovery), "recovery_out")?;
+        Ok(CW_OK)
+    })
+}
+
+fn append(writer: *mut cw_writer, position_out: *mut u64, f: impl FnOnce(&FfiWriter) -> Result<u64, Error>) -> cw_status {
+    boundary(|| {
+        let position = f(self::writer(writer)?)?;
+        if !position_out.is_null() {
+            write_out(position_out, position, "position_out")?;
+        }
+        Ok(CW_OK)
+    })
+}
+
+/// Appends PUT(key, value) to the writer's lane and returns the record's
+/// position in `*position_out` (may be NULL). The bytes are copied before
+/// the call returns. The record is durable after a later sync.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL writer, NULL data with a
+/// non-zero length, closed manager); CW_ERR_TOO_LARGE (nothing written);
+/// CW_ERR_BUSY (another thread is inside this writer); CW_ERR_POISONED.
+/// Thread safety: one thread at a time per writer; different writers in
+/// parallel.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_append_put(
+    writer: *mut cw_writer,
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+    position_out: *mut u64,
+) -> cw_status {
+    append(writer, position_out, |w| {
+        let key = bytes(key, key_len, "key")?;
+        let value = bytes(value, value_len, "value")?;
+        w.append_put(key, value)
+    })
+}
+
+/// Appends DELETE(key); as `cw_writer_append_put` otherwise.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_TOO_LARGE; CW_ERR_BUSY;
+/// CW_ERR_POISONED. Thread safety: one thread at a time per writer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_append_delete(writer: *mut cw_writer, key: *const u8, key_len: usize, position_out: *mut u64) -> cw_status {
+    append(writer, position_out, |w| w.append_delete(bytes(key, key_len, "key")?))
+}
+
+/// Appends COMMIT(source offsets, watermark): `offsets_len` entries at
+/// `offsets` (NULL allowed when 0) and an optional watermark (`watermark`
+/// NULL for none). Names are copied; they need not be NUL-terminated.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_TOO_LARGE; CW_ERR_BUSY;
+/// CW_ERR_POISONED. Thread safety: one thread at a time per writer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_append_commit(
+    writer: *mut cw_writer,
+    offsets: *const cw_source_offset,
+    offsets_len: usize,
+    watermark: *const i64,
+    position_out: *mut u64,
+) -> cw_status {
+    append(writer, position_out, |w| {
+        if offsets.is_null() && offsets_len != 0 {
+            return Err(invalid("offsets is NULL but offsets_len is not 0"));
+        }
+        if offsets_len > (isize::MAX as usize) / size_of::<cw_source_offset>() {
+            return Err(invalid("offsets_len is too large"));
+        }
+        let raw: &[cw_source_offset] = if offsets_len == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller promises `offsets` points to `offsets_len`
+            // readable entries for the duration of the call.
+            unsafe { std::slice::from_raw_parts(offsets, offsets_len) }
+        };
+        let pairs = raw
+            .iter()
+            .map(|o| {
+                Ok(SourceOffsetRef {
+                    name: bytes(o.name as *const u8, o.name_len, "offsets[].name")?,
+                    offset: o.offset,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let watermark = if watermark.is_null() { None } else { Some(*deref(watermark, "watermark")?) };
+        w.append_commit(&pairs, watermark)
+    })
+}
+
+/// Appends a CHECKPOINT(checkpoint_id) record.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_BUSY; CW_ERR_POISONED.
+/// Thread safety: one thread at a time per writer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_append_checkpoint(writer: *mut cw_writer, checkpoint_id: u64, position_out: *mut u64) -> cw_status {
+    append(writer, position_out, |w| w.append_checkpoint(checkpoint_id))
+}
+
+/// Appends an EPOCH_BARRIER stamped with the manager's current epoch: every
+/// record of an earlier epoch in this lane lies before it.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_BUSY; CW_ERR_POISONED.
+/// Thread safety: one thread at a time per writer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_epoch_barrier(writer: *mut cw_writer, position_out: *mut u64) -> cw_status {
+    append(writer, position_out, |w| w.epoch_barrier())
+}
+
+/// Writes out everything the writer buffers and fdatasyncs it; on CW_OK,
+/// `cw_writer_synced_position` equals `cw_writer_position`.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_BUSY; CW_ERR_POISONED (this
+/// sync failed, or an earlier one did: the writer accepts no more calls and
+/// the synced position never moves again; reopen the directory to recover
+/// what is on disk). A failed fdatasync is never retried.
+/// Thread safety: one thread at a time per writer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_sync(writer: *mut cw_writer) -> cw_status {
+    boundary(|| self::writer(writer)?.sync().map(|()| CW_OK))
+}
+
+/// Bytes appended to the lane so far (its logical end); 0 for NULL.
+///
+/// Thread safety: any thread, any time (reads a published counter).
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_position(writer: *const cw_writer) -> u64 {
+    boundary_value(0, || self::writer(writer).map_or(0, |w| w.position()))
+}
+
+/// Bytes of the lane made durable by a completed fdatasync; only data below
+/// it is promised to survive a crash. 0 for NULL.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_synced_position(writer: *const cw_writer) -> u64 {
+    boundary_value(0, || self::writer(writer).map_or(0, |w| w.synced_position()))
+}
+
+/// Sequence number the writer's next record will get (continues across
+/// reopen); 0 for NULL.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_sequence(writer: *const cw_writer) -> u64 {
+    boundary_value(0, || self::writer(writer).map_or(0, |w| w.sequence()))
+}
+
+/// The writer's lane (core id); UINT32_MAX for NULL.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_core_id(writer: *const cw_writer) -> u32 {
+    boundary_value(u32::MAX, || self::writer(writer).map_or(u32::MAX, |w| w.core_id()))
+}
+
+/// Fills `*opts` with defaults (every lane, tolerate torn tails, from the
+/// latest checkpoint, no epoch limit) and records `size` (pass
+/// `sizeof *opts`). Never writes more than `size` bytes.
+///
+/// NULL `opts` or a `size` below 4 does nothing. Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_recovery_options_init(opts: *mut cw_recovery_options, size: usize) {
+    boundary_value((), || init_sized(opts, size, default_recovery_options(), |o, n| o.struct_size = n));
+}
+
+/// Opens a read-only recovery iterator over the WAL in `dir`. It takes no
+/// lock and never modifies the directory, so it may run beside an open
+/// manager. `opts` may be NULL for defaults.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL argument, bad option, lane
+/// filter naming a missing lane); CW_ERR_NOT_FOUND (no WAL in `dir`);
+/// CW_ERR_CORRUPT (damage `opts->mode` refuses); CW_ERR_IO.
+///
+/// Ownership: the caller closes it with `cw_recovery_close`. Thread safety:
+/// any thread; the iterator is then used by one thread at a time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_recovery_open(dir: *const c_char, opts: *const cw_recovery_options, recovery_out: *mut *mut cw_recovery) -> cw_status {
+    boundary(|| {
+        check_out(recovery_out, "recovery_out")?;
+        let dir = path_arg(dir)?;
+        let options = convert_recovery_options(opts)?;
+        let recovery = Recovery::open(FileIo::default(), dir, &options)?;
+        write_out(recovery_out, new_recovery_handle(recovery), "recovery_out")?;
+        Ok(CW_OK)
+    })
+}
+
+/// Yields the next record, across all lanes, in `(epoch, timestamp_ns,
+/// core_id, sequence)` order into `*entry_out`.
+///
+/// Returns CW_OK (entry written); CW_DONE (no more records; nothing
+/// written); CW_ERR_CORRUPT (a record fails validation while reading);
+/// CW_ERR_INVALID_ARGUMENT (NULL argument, closed iterator); CW_ERR_BUSY
+/// (another thread is inside this iterator); CW_ERR_IO.
+///
+/// Ownership: `entry_out->key` and `->value` point into the library's
+/// mapping and stay valid until the next call on this iterator or its close.
+/// Thread safety: one thread at a time per iterator.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_recovery_next(recovery: *mut cw_recovery, entry_out: *mut cw_entry) -> cw_status {
+    boundary(|| {
+        check_out(entry_out, "entry_out")?;
+        with_recovery(recovery, |state| {
+            state.offsets.clear();
+            let Some(entry) = state.recovery.next()? else {
+                return Ok(CW_DONE);
+            };
+            let mut out = cw_entry {
+                epoch: entry.epoch,
+                timestamp_ns: entry.timestamp_ns,
+                sequence: entry.sequence,
+                position: entry.position,
+                core_id: entry.core_id,
+                op: cw_op::from(entry.op.kind()) as i32,
+                key: std::ptr::null(),
+                key_len: 0,
+                value: std::ptr::null(),
+                value_len: 0,
+                checkpoint_id: 0,
+                has_watermark: 0,
+                watermark: 0,
+                offsets_len: 0,
+            };
+            match entry.op {
+                OpView::Put { key, value } => {
+                    (out.key, out.key_len) = (key.as_ptr(), key.len());
+                    (out.value, out.value_len) = (value.as_ptr(), value.len());
+                }
+                OpView::Delete { key } => (out.key, out.key_len) = (key.as_ptr(), key.len()),
+                OpView::Commit { offsets, watermark } => {
+                    out.offsets_len = offsets.len();
+                    if let Some(w) = watermark {
+                        (out.has_watermark, out.watermark) = (1, w);
+                    }
+                    for i in 0..offsets.len() {
+                        if let Some((name, offset)) = offsets.get(i) {
+                            state.offsets.push((name.as_ptr(), name.len(), offset));
+                        }
+                    }
+                }
+                OpView::Checkpoint { checkpoint_id } => out.checkpoint_id = checkpoint_id,
+                OpView::EpochBarrier => {}
+            }
+            write_out(entry_out, out, "entry_out")?;
+            Ok(CW_OK)
+        })
+    })
+}
+
+/// Reads source offset `index` (below `offsets_len`) of the COMMIT entry the
+/// last `cw_recovery_next` yielded into `*offset_out`.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL argument, closed iterator);
+/// CW_ERR_NOT_FOUND (`index` out of range, or the last entry is not a
+/// COMMIT). `offset_out->name` points into the mapping, is not
+/// NUL-terminated, and lives as long as the entry. Thread safety: one thread
+/// at a time per iterator.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_recovery_entry_offset(recovery: *const cw_recovery, index: usize, offset_out: *mut cw_source_offset) -> cw_status {
+    boundary(|| {
+        check_out(offset_out, "offset_out")?;
+        with_recovery(recovery, |state| {
+            let &(name, name_len, offset) = state.offsets.get(index).ok_or_else(|| {
+                Error::NotFound(format!("the last entry has no source offset {index}"))
+            })?;
+            let out = cw_source_offset {
+                name: name as *const c_char,
+                name_len,
+                offset,
+            };
+            write_out(offset_out, out, "offset_out")?;
+            Ok(CW_OK)
+        })
+    })
+}
+
+/// Closes the iterator and releases its mappings; entries it yielded become
+/// invalid. NULL or an already closed iterator is ignored.
+///
+/// Thread safety: any thread, once no other thread uses the iterator.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_recovery_close(recovery: *mut cw_recovery) {
+    boundary_value((), || {
+        if let Ok(handle) = recovery_handle(recovery) {
+            let mut guard = handle.state.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.take().is_some() {
+                retire(recovery as usize);
+            }
+        }
+    });
+}

@@ -1,0 +1,756 @@
+//! The I/O layer the engine is generic over.
+//!
+//! [`Io`] is the file system (open, list, rename, lock, map); [`IoFile`] one
+//! open file; [`SubmitQueue`] the per-writer queue through which the append
+//! path writes and syncs. The queue takes ownership of write buffers and hands
+//! them back in completions, so a backend that finishes work later (io_uring)
+//! fits the same shape as the blocking one.
+//!
+//! Implementations: [`FileIo`] (real files, pwrite + fdatasync) and
+//! [`MemIo`] (in memory, fails chosen operations, can "crash").
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Deref;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How [`Io::open`] treats a missing or existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The file must exist.
+    Existing,
+    /// Create it if missing.
+    Create,
+    /// Create it; fail if it exists.
+    CreateNew,
+}
+
+/// One open file. Shared between the writer and its queue, hence `&self`.
+pub trait IoFile: Send + Sync + 'static {
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// fdatasync.
+    fn sync_data(&self) -> io::Result<()>;
+    /// fsync (data and metadata such as the size).
+    fn sync_all(&self) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// A read-only view of a whole file.
+pub trait MappedFile: Deref<Target = [u8]> + Send + Sync + 'static {
+    /// Hints that `range` of the view will not be read again, so its pages
+    /// can leave this process's resident set.
+    fn release(&self, offset: usize, len: usize);
+}
+
+/// A finished queue operation.
+#[derive(Debug)]
+pub enum Completion {
+    /// A write finished; its buffer comes back for reuse.
+    Write { buf: Vec<u8>, result: io::Result<()> },
+    /// A sync finished.
+    Sync { token: u64, result: io::Result<()> },
+}
+
+/// The queue a writer submits its writes and syncs to. One per writer, used
+/// by one thread at a time.
+pub trait SubmitQueue: Send + 'static {
+    type File: IoFile;
+    /// Queues a write of all of `buf` at `offset`.
+    fn write(&mut self, file: &Arc<Self::File>, buf: Vec<u8>, offset: u64);
+    /// Queues an fdatasync of `file` that covers every write queued before it.
+    fn sync(&mut self, file: &Arc<Self::File>, token: u64);
+    /// Moves finished operations into `out`. With `wait`, blocks until at
+    /// least one operation finishes unless none is in flight.
+    fn reap(&mut self, wait: bool, out: &mut Vec<Completion>);
+    /// Operations queued and not yet reaped.
+    fn in_flight(&self) -> usize;
+}
+
+/// The file system a manager works on.
+pub trait Io: Clone + Send + Sync + 'static {
+    type File: IoFile;
+    type Map: MappedFile;
+    type Lock: Send + Sync + 'static;
+    type Queue: SubmitQueue<File = Self::File>;
+
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Self::File>;
+    /// Names (not paths) of the entries of `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes creations, renames and removals in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the exclusive lock on `path`; `WouldBlock` if someone holds it.
+    fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
+    /// Maps the first `len` bytes of `file` read-only.
+    fn map(&self, file: &Self::File, len: usize) -> io::Result<Self::Map>;
+    /// A submission queue for one writer.
+    fn queue(&self) -> io::Result<Self::Queue>;
+
+    /// Reads a whole small file.
+    fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let file = self.open(path, OpenMode::Existing)?;
+        let len = file.len()?;
+        if len > MAX_SMALL_FILE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is {len} bytes, more than expected", path.display()),
+            ));
+        }
+        let mut buf = vec![0u8; len as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let n = file.read_at(&mut buf[done..], done as u64)?;
+            if n == 0 {
+                buf.truncate(done);
+                break;
+            }
+            done += n;
+        }
+        Ok(buf)
+    }
+
+    /// Replaces `path` with `bytes` so that a crash leaves the old or the new
+    /// content, never a mix: temp file, fsync, rename, directory fsync.
+    fn write_atomic(&self, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let _ = self.remove(&tmp);
+        let file = self.open(&tmp, OpenMode::CreateNew)?;
+        file.write_at(bytes, 0)?;
+        file.sync_all()?;
+        drop(file);
+        self.rename(&tmp, &dir.join(name))?;
+        self.sync_dir(dir)
+    }
+}
+
+/// Upper bound for metadata-sized files read whole.
+const MAX_SMALL_FILE: u64 = 1 << 20;
+
+/// A queue that performs each operation as it is submitted; completions are
+/// ready at once. The sync backend, and the queue of [`MemIo`].
+pub struct BlockingQueue<F> {
+    done: VecDeque<Completion>,
+    _file: std::marker::PhantomData<fn() -> F>,
+}
+
+impl<F> Default for BlockingQueue<F> {
+    fn default() -> Self {
+        BlockingQueue {
+            done: VecDeque::new(),
+            _file: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F: IoFile> SubmitQueue for BlockingQueue<F> {
+    type File = F;
+
+    fn write(&mut self, file: &Arc<F>, buf: Vec<u8>, offset: u64) {
+        let result = file.write_at(&buf, offset);
+        self.done.push_back(Completion::Write { buf, result });
+    }
+
+    fn sync(&mut self, file: &Arc<F>, token: u64) {
+        let result = file.sync_data();
+        self.done.push_back(Completion::Sync { token, result });
+    }
+
+    fn reap(&mut self, _wait: bool, out: &mut Vec<Completion>) {
+        out.extend(self.done.drain(..));
+    }
+
+    fn in_flight(&self) -> usize {
+        self.done.len()
+    }
+}
+
+/// Real files: pwrite, fdatasync, flock, mmap.
+#[derive(Debug, Clone)]
+pub struct FileIo {
+    file_mode: u32,
+    dir_mode: u32,
+}
+
+impl Default for FileIo {
+    fn default() -> Self {
+        FileIo {
+            file_mode: 0o600,
+            dir_mode: 0o700,
+        }
+    }
+}
+
+impl FileIo {
+    /// File and directory permission bits for what this backend creates.
+    pub fn with_modes(file_mode: u32, dir_mode: u32) -> FileIo {
+        FileIo {
+            file_mode,
+            dir_mode,
+        }
+    }
+}
+
+impl IoFile for File {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, buf, offset)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(self, buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        File::sync_all(self)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+/// A read-only shared mapping of a segment file.
+pub struct FileMap(Option<memmap2::Mmap>);
+
+impl Deref for FileMap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+}
+
+impl MappedFile for FileMap {
+    fn release(&self, offset: usize, len: usize) {
+        let Some(map) = &self.0 else { return };
+        if len == 0 || offset.checked_add(len).is_none_or(|end| end > map.len()) {
+            return;
+        }
+        // SAFETY: the mapping is read-only and file-backed, so MADV_DONTNEED
+        // only drops this process's page references; the next read of the
+        // range faults the same file bytes back in. No Rust reference into the
+        // range is invalidated because the bytes stay readable.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+    }
+}
+
+impl Io for FileIo {
+    type File = File;
+    type Map = FileMap;
+    type Lock = File;
+    type Queue = BlockingQueue<File>;
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(self.dir_mode)
+            .create(path)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<File> {
+        let mut opts = OpenOptions::new();
+        opts.read(true)
+            .write(true)
+            .mode(self.file_mode)
+            // std already opens with O_CLOEXEC; O_NOFOLLOW keeps a planted
+            // symlink from redirecting writes.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        match mode {
+            OpenMode::Existing => {}
+            OpenMode::Create => {
+                opts.create(true);
+            }
+            OpenMode::CreateNew => {
+                opts.create_new(true);
+            }
+        }
+        opts.open(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)?
+            .sync_all()
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<File> {
+        let file = self.open(path, OpenMode::Create)?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn map(&self, file: &File, len: usize) -> io::Result<FileMap> {
+        if len == 0 {
+            return Ok(FileMap(None));
+        }
+        // SAFETY: segment files are only written by the writer that owns the
+        // lane, under the directory lock, and only past the end a reader has
+        // validated; bytes a reader looks at do not change underneath it.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(FileMap(Some(map)))
+    }
+
+    fn queue(&self) -> io::Result<BlockingQueue<File>> {
+        Ok(BlockingQueue::default())
+    }
+}
+
+/// Operations of [`MemIo`] that can be made to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOp {
+    Open,
+    Write,
+    Read,
+    SyncData,
+    SyncAll,
+    SyncDir,
+    Rename,
+    Remove,
+    SetLen,
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    op: FaultOp,
+    path_contains: String,
+    skip: u64,
+    remaining: Option<u64>,
+    errno: i32,
+}
+
+#[derive(Default)]
+struct MemFileData {
+    /// What reads see (the page cache).
+    data: Vec<u8>,
+    /// What survives a crash.
+    durable: Vec<u8>,
+}
+
+type SharedData = Arc<Mutex<MemFileData>>;
+
+#[derive(Default)]
+struct MemState {
+    files: HashMap<PathBuf, SharedData>,
+    /// The directory tree as of the last directory sync.
+    durable_files: HashMap<PathBuf, SharedData>,
+    dirs: Vec<PathBuf>,
+    locks: Vec<PathBuf>,
+    faults: Vec<Fault>,
+}
+
+/// An in-memory file system for tests: every operation can be made to fail
+/// with a chosen errno, and [`MemIo::crash`] drops everything that was not
+/// made durable (unsynced file bytes, unsynced directory changes).
+#[derive(Clone, Default)]
+pub struct MemIo {
+    state: Arc<Mutex<MemState>>,
+}
+
+fn lock_state<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemIo {
+    pub fn new() -> MemIo {
+        MemIo::default()
+    }
+
+    /// Makes every `op` on a path containing `path_contains` fail with
+    /// `errno`, after `skip` successful ones, `times` times (None: forever).
+    pub fn fail(&self, op: FaultOp, path_contains: &str, skip: u64, times: Option<u64>, errno: i32) {
+        lock_state(&self.state).faults.push(Fault {
+            op,
+            path_contains: path_contains.to_owned(),
+            skip,
+            remaining: times,
+            errno,
+        });
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        lock_state(&self.state).faults.clear();
+    }
+
+    /// Simulates power loss: each file keeps only its synced bytes and the
+    /// directory only its synced entries. Locks are released, as when the
+    /// process dies.
+    pub fn crash(&self) {
+        let mut st = lock_state(&self.state);
+        st.files = st.durable_files.clone();
+        for data in st.files.values() {
+            let mut d = lock_state(data);
+            d.data = d.durable.clone();
+        }
+        st.locks.clear();
+    }
+
+    /// Like [`MemIo::crash`], but unsynced bytes of every file survive, as
+    /// when only the process dies and the page cache is kept.
+    pub fn kill(&self) {
+        lock_state(&self.state).locks.clear();
+    }
+
+    /// The current bytes of `path`, if it exists.
+    pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
+        let st = lock_state(&self.state);
+        st.files.get(path).map(|d| lock_state(d).data.clone())
+    }
+
+    /// Overwrites bytes of `path` behind the library's back (and durably),
+    /// to plant damage.
+    pub fn poke(&self, path: &Path, offset: usize, bytes: &[u8]) {
+        let st = lock_state(&self.state);
+        let data = st.files.get(path).expect("file exists");
+        let mut guard = lock_state(data);
+        let d = &mut *guard;
+        for buf in [&mut d.data, &mut d.durable] {
+            if buf.len() < offset + bytes.len() {
+                buf.resize(offset + bytes.len(), 0);
+            }
+            buf[offset..offset + bytes.len()].copy_from_slice(bytes);
+        }
+    }
+
+    fn check(&self, op: FaultOp, path: &Path) -> io::Result<()> {
+        let mut st = lock_state(&self.state);
+        let path = path.to_string_lossy();
+        for fault in st.faults.iter_mut() {
+            if fault.op != op || !path.contains(fault.path_contains.as_str()) {
+                continue;
+            }
+            if fault.skip > 0 {
+                fault.skip -= 1;
+                continue;
+            }
+            match &mut fault.remaining {
+                Some(0) => continue,
+                Some(n) => *n -= 1,
+                None => {}
+            }
+            return Err(io::Error::from_raw_os_error(fault.errno));
+        }
+        Ok(())
+    }
+}
+
+/// A file of [`MemIo`].
+pub struct MemFile {
+    io: MemIo,
+    path: PathBuf,
+    data: SharedData,
+}
+
+impl IoFile for MemFile {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.io.check(FaultOp::Write, &self.path)?;
+        let mut d = lock_state(&self.data);
+        let start = offset as usize;
+        if d.data.len() < start + buf.len() {
+            d.data.resize(start + buf.len(), 0);
+        }
+        d.data[start..start + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.io.check(FaultOp::Read, &self.path)?;
+        let d = lock_state(&self.data);
+        let start = (offset as usize).min(d.data.len());
+        let n = buf.len().min(d.data.len() - start);
+        buf[..n].copy_from_slice(&d.data[start..start + n]);
+        Ok(n)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.io.check(FaultOp::SyncData, &self.path)?;
+        let mut d = lock_state(&self.data);
+        d.durable = d.data.clone();
+        Ok(())
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.io.check(FaultOp::SyncAll, &self.path)?;
+        let mut d = lock_state(&self.data);
+        d.durable = d.data.clone();
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(lock_state(&self.data).data.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.io.check(FaultOp::SetLen, &self.path)?;
+        lock_state(&self.data).data.resize(len as usize, 0);
+        Ok(())
+    }
+}
+
+/// A copy of a [`MemFile`]'s bytes, aligned like a page-aligned mapping.
+pub struct MemMap(rkyv::util::AlignedVec);
+
+impl Deref for MemMap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl MappedFile for MemMap {
+    fn release(&self, _offset: usize, _len: usize) {}
+}
+
+/// The lock guard of [`MemIo`].
+pub struct MemLock {
+    io: MemIo,
+    path: PathBuf,
+}
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        lock_state(&self.io.state).locks.retain(|p| p != &self.path);
+    }
+}
+
+impl Io for MemIo {
+    type File = MemFile;
+    type Map = MemMap;
+    type Lock = MemLock;
+    type Queue = BlockingQueue<MemFile>;
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = lock_state(&self.state);
+        if !st.dirs.iter().any(|d| d == path) {
+            st.dirs.push(path.to_owned());
+        }
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        let st = lock_state(&self.state);
+        Ok(st.files.contains_key(path) || st.dirs.iter().any(|d| d == path))
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<MemFile> {
+        self.check(FaultOp::Open, path)?;
+        let mut st = lock_state(&self.state);
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if !st.dirs.iter().any(|d| d == parent) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        let data = match (st.files.get(path), mode) {
+            (Some(_), OpenMode::CreateNew) => return Err(io::ErrorKind::AlreadyExists.into()),
+            (Some(d), _) => d.clone(),
+            (None, OpenMode::Existing) => return Err(io::ErrorKind::NotFound.into()),
+            (None, _) => {
+                let d = SharedData::default();
+                st.files.insert(path.to_owned(), d.clone());
+                d
+            }
+        };
+        Ok(MemFile {
+            io: self.clone(),
+            path: path.to_owned(),
+            data,
+        })
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let st = lock_state(&self.state);
+        if !st.dirs.iter().any(|d| d == dir) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        Ok(st
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(FaultOp::Rename, from)?;
+        let mut st = lock_state(&self.state);
+        let data = st.files.remove(from).ok_or(io::ErrorKind::NotFound)?;
+        st.files.insert(to.to_owned(), data);
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.check(FaultOp::Remove, path)?;
+        let mut st = lock_state(&self.state);
+        st.files.remove(path).map(|_| ()).ok_or(io::ErrorKind::NotFound.into())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(FaultOp::SyncDir, dir)?;
+        let mut st = lock_state(&self.state);
+        let in_dir = |p: &Path| p.parent() == Some(dir);
+        let current: Vec<(PathBuf, SharedData)> = st
+            .files
+            .iter()
+            .filter(|(p, _)| in_dir(p))
+            .map(|(p, d)| (p.clone(), d.clone()))
+            .collect();
+        st.durable_files.retain(|p, _| !in_dir(p));
+        st.durable_files.extend(current);
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<MemLock> {
+        drop(self.open(path, OpenMode::Create)?);
+        let mut st = lock_state(&self.state);
+        if st.locks.iter().any(|p| p == path) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        st.locks.push(path.to_owned());
+        Ok(MemLock {
+            io: self.clone(),
+            path: path.to_owned(),
+        })
+    }
+
+    fn map(&self, file: &MemFile, len: usize) -> io::Result<MemMap> {
+        self.check(FaultOp::Read, &file.path)?;
+        let d = lock_state(&file.data);
+        let mut copy = rkyv::util::AlignedVec::with_capacity(len);
+        copy.extend_from_slice(&d.data[..len.min(d.data.len())]);
+        Ok(MemMap(copy))
+    }
+
+    fn queue(&self) -> io::Result<BlockingQueue<MemFile>> {
+        Ok(BlockingQueue::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_crash_keeps_only_synced_bytes_and_entries() {
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        let a = io.open(&dir.join("a"), OpenMode::CreateNew).unwrap();
+        a.write_at(b"hello", 0).unwrap();
+        a.sync_data().unwrap();
+        io.sync_dir(dir).unwrap();
+        a.write_at(b" world", 5).unwrap();
+        let b = io.open(&dir.join("b"), OpenMode::CreateNew).unwrap();
+        b.write_at(b"x", 0).unwrap();
+        b.sync_data().unwrap();
+        io.crash();
+        assert_eq!(io.contents(&dir.join("a")).unwrap(), b"hello");
+        assert!(io.contents(&dir.join("b")).is_none(), "entry never synced");
+    }
+
+    #[test]
+    fn mem_faults_fire_after_skip_and_stop_after_times() {
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        let f = io.open(&dir.join("seg"), OpenMode::CreateNew).unwrap();
+        io.fail(FaultOp::SyncData, "seg", 1, Some(1), libc::EIO);
+        assert!(f.sync_data().is_ok());
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(libc::EIO));
+        assert!(f.sync_data().is_ok());
+    }
+
+    #[test]
+    fn mem_lock_is_exclusive_until_dropped() {
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        let held = io.lock(&dir.join("LOCK")).unwrap();
+        assert_eq!(
+            io.lock(&dir.join("LOCK")).err().map(|e| e.kind()),
+            Some(io::ErrorKind::WouldBlock)
+        );
+        drop(held);
+        assert!(io.lock(&dir.join("LOCK")).is_ok());
+    }
+
+    #[test]
+    fn file_lock_is_exclusive_across_descriptors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let io = FileIo::default();
+        let path = tmp.path().join("LOCK");
+        let held = io.lock(&path).unwrap();
+        assert_eq!(
+            io.lock(&path).err().map(|e| e.kind()),
+            Some(io::ErrorKind::WouldBlock)
+        );
+        drop(held);
+        assert!(io.lock(&path).is_ok());
+    }
+
+    #[test]
+    fn file_open_refuses_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("target");
+        std::fs::write(&target, b"x").unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = FileIo::default().open(&link, OpenMode::Create).err().unwrap();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn file_modes_default_to_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let io = FileIo::default();
+        let dir = tmp.path().join("wal");
+        io.create_dir(&dir).unwrap();
+        drop(io.open(&dir.join("f"), OpenMode::CreateNew).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("f")), 0o600);
+    }
+}

@@ -1,0 +1,365 @@
+//! The manager: opens or creates a WAL directory, holds its lock, repairs
+//! lanes at open, owns the writers and the global epoch.
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::io::{FileIo, Io, IoFile, OpenMode};
+use crate::meta::{LOCK_FILE, Meta};
+use crate::options::Options;
+use crate::recovery::{LaneScan, Recovery, RecoveryOptions, Verdict, scan_lane};
+use crate::segment::{list_segments, prepare, segment_path};
+use crate::writer::{Lane, LaneConfig, Resume, Shared, Writer};
+
+/// Keeps each writer on its own cache lines, so two cores appending to two
+/// lanes never write to the same line.
+#[repr(align(128))]
+pub struct Padded<T>(T);
+
+impl<T> Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+struct Flusher {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// An open WAL directory (`cw_manager`).
+pub struct Manager<I: Io = FileIo> {
+    io: I,
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    writers: Arc<[Padded<Writer<I>>]>,
+    lock: Mutex<Option<I::Lock>>,
+    flusher: Mutex<Option<Flusher>>,
+    closed: AtomicBool,
+}
+
+impl Manager<FileIo> {
+    /// Opens (or creates) the WAL in `dir` on real files.
+    pub fn open(dir: &Path, options: &Options) -> Result<Manager<FileIo>> {
+        Manager::open_with(FileIo::default(), dir, options)
+    }
+}
+
+impl<I: Io> Manager<I> {
+    /// Opens (or creates) the WAL in `dir` through `io`: takes the lock,
+    /// checks the lane count, repairs torn tails and refuses corruption
+    /// according to `options.recovery_mode`.
+    pub fn open_with(io: I, dir: &Path, options: &Options) -> Result<Manager<I>> {
+        options.validate()?;
+        let dir = dir.to_owned();
+        if !io.exists(&dir).context(|| format!("checking {}", dir.display()))? {
+            if !options.create_if_missing {
+                return Err(Error::NotFound(format!("no WAL directory at {}", dir.display())));
+            }
+            io.create_dir(&dir).context(|| format!("creating {}", dir.display()))?;
+        }
+        let lock = match io.lock(&dir.join(LOCK_FILE)) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(Error::Locked(dir)),
+            Err(e) => return Err(Error::io(format!("locking {}", dir.display()), e)),
+        };
+        let meta = match Meta::read(&io, &dir)? {
+            Some(meta) if options.num_cores == 0 || options.num_cores == meta.num_cores => meta,
+            Some(meta) if options.num_cores < meta.num_cores => {
+                return Err(Error::InvalidArgument(format!(
+                    "{} has {} lanes; opening it with {} would drop lanes, which is refused",
+                    dir.display(),
+                    meta.num_cores,
+                    options.num_cores
+                )));
+            }
+            Some(meta) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{} has {} lanes; growing it to {} is not supported by this version",
+                    dir.display(),
+                    meta.num_cores,
+                    options.num_cores
+                )));
+            }
+            None if !options.create_if_missing => {
+                return Err(Error::NotFound(format!("no WAL in {}", dir.display())));
+            }
+            None if options.num_cores == 0 => {
+                return Err(Error::InvalidArgument(
+                    "num_cores must be above 0 to create a WAL".into(),
+                ));
+            }
+            None => {
+                let meta = Meta {
+                    format_version: FORMAT_VERSION,
+                    num_cores: options.num_cores,
+                    segment_bytes: options.segment_bytes,
+                    max_record_bytes: options.max_record_bytes,
+                    preallocate: options.preallocate,
+                };
+                meta.write(&io, &dir)?;
+                meta
+            }
+        };
+        // Segment size and preallocation belong to the directory: they are
+        // fixed when it is created, whatever a later open asks for.
+        let options = &Options {
+            segment_bytes: meta.segment_bytes,
+            preallocate: meta.preallocate,
+            ..options.clone()
+        };
+        options.validate()?;
+        let num_cores = meta.num_cores;
+
+        let (per_lane, foreign) = list_segments(&io, &dir, num_cores)?;
+        if let Some(name) = foreign.first() {
+            return Err(Error::CorruptMeta(format!(
+                "{name} belongs to a lane beyond the {num_cores} lanes the metadata records"
+            )));
+        }
+        let scans = per_lane
+            .iter()
+            .enumerate()
+            .map(|(core, indexes)| scan_lane(&io, &dir, core as u32, indexes))
+            .collect::<Result<Vec<_>>>()?;
+        // Every lane is judged before any is repaired, so a refused open
+        // leaves the directory untouched.
+        for scan in &scans {
+            scan.check(&dir, options.recovery_mode)?;
+        }
+        let epoch = scans
+            .iter()
+            .filter_map(|s| s.last.map(|l| l.epoch))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let shared = Arc::new(Shared {
+            epoch: AtomicU64::new(epoch),
+        });
+        let config = LaneConfig {
+            dir: dir.clone(),
+            segment_bytes: options.segment_bytes,
+            max_record_bytes: options.effective_max_record_bytes(),
+            preallocate: options.preallocate,
+            sync_every_records: options.sync_every_records,
+            sync_every_bytes: options.sync_every_bytes,
+            sync_interval: (options.sync_interval_us > 0).then(|| Duration::from_micros(options.sync_interval_us)),
+        };
+        let writers = scans
+            .iter()
+            .map(|scan| {
+                let lane = open_lane(&io, &config, &shared, scan)?;
+                Ok(Padded(Writer::new(lane, scan.core_id)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let writers: Arc<[Padded<Writer<I>>]> = writers.into();
+        let flusher = (options.flusher_interval_us > 0)
+            .then(|| start_flusher(writers.clone(), Duration::from_micros(options.flusher_interval_us)));
+        Ok(Manager {
+            io,
+            dir,
+            shared,
+            writers,
+            lock: Mutex::new(Some(lock)),
+            flusher: Mutex::new(flusher),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed("manager"));
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn num_cores(&self) -> u32 {
+        self.writers.len() as u32
+    }
+
+    /// The writer of lane `core_id`. Writers live as long as the manager.
+    pub fn writer(&self, core_id: u32) -> Result<&Writer<I>> {
+        self.check_open()?;
+        self.writers.get(core_id as usize).map(|w| &**w).ok_or_else(|| {
+            Error::InvalidArgument(format!("core id {core_id} is out of range (num_cores is {})", self.writers.len()))
+        })
+    }
+
+    /// The epoch new records are stamped with.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch.load(Ordering::Acquire)
+    }
+
+    /// Starts the next epoch; returns it.
+    pub fn advance_epoch(&self) -> Result<u64> {
+        self.check_open()?;
+        Ok(self.shared.epoch.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    /// Syncs every lane, waiting for a writer that is in use.
+    pub fn sync_all(&self) -> Result<()> {
+        self.check_open()?;
+        let mut first_error = None;
+        for writer in self.writers.iter() {
+            if let Err(e) = writer.sync_waiting() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A recovery iterator over what the lanes hold on disk (everything
+    /// appended before the last sync or buffer flush). Meant for replay
+    /// before appending starts.
+    pub fn recover(&self, options: &RecoveryOptions) -> Result<Recovery<I>> {
+        self.check_open()?;
+        let (per_lane, _) = list_segments(&self.io, &self.dir, self.num_cores())?;
+        let scans = per_lane
+            .iter()
+            .enumerate()
+            .map(|(core, indexes)| scan_lane(&self.io, &self.dir, core as u32, indexes))
+            .collect::<Result<Vec<_>>>()?;
+        Recovery::new(self.io.clone(), &self.dir, scans, options)
+    }
+
+    /// Syncs every lane, stops the flusher, releases the lanes and the lock.
+    /// Every later call reports [`Error::Closed`]; closing twice is a no-op.
+    /// The first sync error is returned, but everything is released anyway.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(flusher) = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            drop(flusher.stop);
+            let _ = flusher.thread.join();
+        }
+        let mut first_error = None;
+        for writer in self.writers.iter() {
+            if let Err(e) = writer.close() {
+                first_error.get_or_insert(e);
+            }
+        }
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl<I: Io> Drop for Manager<I> {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn start_flusher<I: Io>(writers: Arc<[Padded<Writer<I>>]>, every: Duration) -> Flusher {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+            for writer in writers.iter() {
+                writer.flush_if_idle();
+            }
+        }
+    });
+    Flusher { stop, thread }
+}
+
+/// Repairs lane `scan` as its verdict allows and opens its writer state.
+fn open_lane<I: Io>(io: &I, config: &LaneConfig, shared: &Arc<Shared>, scan: &LaneScan) -> Result<Lane<I>> {
+    let dir = &config.dir;
+    let core = scan.core_id;
+    let Some(last) = scan.kept.last().copied() else {
+        // Nothing usable: start the lane afresh.
+        for &index in &scan.beyond {
+            remove(io, dir, core, index)?;
+        }
+        io.sync_dir(dir).context(|| format!("syncing {}", dir.display()))?;
+        let file = prepare(io, dir, core, 0, config.segment_bytes, config.preallocate)?;
+        let resume = Resume {
+            segment_index: 0,
+            base_position: 0,
+            position: 0,
+            next_sequence: 0,
+            last_timestamp_ns: 0,
+            last_epoch: None,
+        };
+        return Lane::new(io.clone(), core, config.clone(), shared.clone(), file, true, resume, None);
+    };
+
+    let path = segment_path(dir, core, last.index);
+    let what = || format!("repairing {}", path.display());
+    let file = io.open(&path, OpenMode::Existing).context(what)?;
+    if scan.verdict != Verdict::Clean {
+        // Cut the torn tail: zero everything after the last kept frame so
+        // no stale frame can ever be read as a continuation.
+        zero_from(&file, last.end_offset).context(what)?;
+    }
+    // A prepared, never-started next segment is kept for reuse; anything
+    // else beyond the kept prefix goes.
+    let mut reusable = None;
+    let mut removed = false;
+    for &index in &scan.beyond {
+        if reusable.is_none() && index == last.index + 1 && scan.verdict == Verdict::Clean {
+            let next = io.open(&segment_path(dir, core, index), OpenMode::Existing).context(what)?;
+            let len = next.len().context(what)?;
+            let ready = if config.preallocate { len == config.segment_bytes } else { len == 0 };
+            if ready {
+                reusable = Some(next);
+                continue;
+            }
+        }
+        remove(io, dir, core, index)?;
+        removed = true;
+    }
+    if removed {
+        io.sync_dir(dir).context(what)?;
+    }
+    // What an earlier process wrote may still sit in the page cache; make it
+    // durable before reporting it as synced.
+    for kept in &scan.kept {
+        let f = io.open(&segment_path(dir, core, kept.index), OpenMode::Existing).context(what)?;
+        f.sync_data().context(what)?;
+    }
+    let resume = Resume {
+        segment_index: last.index,
+        base_position: last.base_position,
+        position: scan.end_position,
+        next_sequence: scan.last.map_or(0, |l| l.sequence + 1),
+        last_timestamp_ns: scan.last.map_or(0, |l| l.timestamp_ns),
+        last_epoch: scan.last.map(|l| l.epoch),
+    };
+    debug_assert_eq!(
+        last.end_offset,
+        SEGMENT_HEADER_LEN as u64 + (scan.end_position - last.base_position)
+    );
+    Lane::new(io.clone(), core, config.clone(), shared.clone(), file, false, resume, reusable)
+}
+
+fn remove<I: Io>(io: &I, dir: &Path, core: u32, index: u64) -> Result<()> {
+    let path = segment_path(dir, core, index);
+    io.remove(&path).context(|| format!("removing {}", path.display()))
+}
+
+/// Overwrites `file` with zeros from `offset` to its end, durably.
+fn zero_from<F: IoFile>(file: &F, offset: u64) -> std::io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let len = file.len()?;
+    let zeros = vec![0u8; CHUNK];
+    let mut off = offset;
+    while off < len {
+        let n = (len - off).min(CHUNK as u64) as usize;
+        file.write_at(&zeros[..n], off)?;
+        off += n as u64;
+    }
+    file.sync_data()
+}

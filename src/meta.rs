@@ -1,0 +1,126 @@
+//! The metadata file: format version and lane count, fixed at creation.
+
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::FORMAT_VERSION;
+use crate::io::Io;
+
+/// Name of the metadata file inside a WAL directory.
+pub const META_FILE: &str = "corewal.meta";
+/// Name of the lock file inside a WAL directory.
+pub const LOCK_FILE: &str = "corewal.lock";
+
+/// What the metadata file records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub format_version: u32,
+    pub num_cores: u32,
+    /// Fixed at creation: every later open uses these.
+    pub segment_bytes: u64,
+    pub preallocate: bool,
+    /// The limit at creation, for tools; each open sets its own.
+    pub max_record_bytes: u64,
+}
+
+impl Meta {
+    /// Text, one `key=value` a line, closed by a checksum of the lines above.
+    pub fn encode(&self) -> String {
+        let body = format!(
+            "corewal-meta\nformat_version={}\nnum_cores={}\nsegment_bytes={}\nmax_record_bytes={}\npreallocate={}\n",
+            self.format_version, self.num_cores, self.segment_bytes, self.max_record_bytes, self.preallocate as u8
+        );
+        let crc = crc32c::crc32c(body.as_bytes());
+        format!("{body}crc32c={crc:08x}\n")
+    }
+
+    pub fn decode(text: &[u8]) -> Result<Meta> {
+        let bad = |why: &str| Error::CorruptMeta(format!("{META_FILE}: {why}"));
+        let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
+        let split = text.rfind("crc32c=").ok_or_else(|| bad("no checksum line"))?;
+        let (body, crc_line) = text.split_at(split);
+        let stored = u32::from_str_radix(crc_line.trim_start_matches("crc32c=").trim(), 16)
+            .map_err(|_| bad("unreadable checksum"))?;
+        if crc32c::crc32c(body.as_bytes()) != stored {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some("corewal-meta") {
+            return Err(bad("not a corewal metadata file"));
+        }
+        let mut meta = Meta {
+            format_version: 0,
+            num_cores: 0,
+            segment_bytes: 0,
+            max_record_bytes: 0,
+            preallocate: true,
+        };
+        for line in lines {
+            let (key, value) = line.split_once('=').ok_or_else(|| bad("line without '='"))?;
+            let number = || value.parse::<u64>().map_err(|_| bad(&format!("{key} is not a number")));
+            match key {
+                "format_version" => meta.format_version = number()? as u32,
+                "num_cores" => meta.num_cores = u32::try_from(number()?).map_err(|_| bad("num_cores too large"))?,
+                "segment_bytes" => meta.segment_bytes = number()?,
+                "max_record_bytes" => meta.max_record_bytes = number()?,
+                "preallocate" => meta.preallocate = number()? != 0,
+                _ => {} // written by a newer version; not needed to read this one
+            }
+        }
+        if meta.format_version != FORMAT_VERSION {
+            return Err(bad(&format!("format version {} is not supported", meta.format_version)));
+        }
+        if meta.num_cores == 0 || meta.num_cores > crate::options::MAX_CORES {
+            return Err(bad(&format!("num_cores {} is out of range", meta.num_cores)));
+        }
+        Ok(meta)
+    }
+
+    /// Reads the metadata of `dir`; `None` when there is none.
+    pub fn read<I: Io>(io: &I, dir: &Path) -> Result<Option<Meta>> {
+        let path = dir.join(META_FILE);
+        match io.read_all(&path) {
+            Ok(bytes) => Meta::decode(&bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Writes the metadata of `dir` atomically.
+    pub fn write<I: Io>(&self, io: &I, dir: &Path) -> Result<()> {
+        io.write_atomic(dir, META_FILE, self.encode().as_bytes())
+            .context(|| format!("writing {}", dir.join(META_FILE).display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Meta {
+        Meta {
+            format_version: FORMAT_VERSION,
+            num_cores: 4,
+            segment_bytes: 1 << 26,
+            max_record_bytes: 1 << 24,
+            preallocate: true,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(Meta::decode(sample().encode().as_bytes()).unwrap(), sample());
+    }
+
+    #[test]
+    fn damage_and_nonsense_are_refused() {
+        let text = sample().encode();
+        let flipped = text.replace("num_cores=4", "num_cores=5");
+        assert!(Meta::decode(flipped.as_bytes()).is_err());
+        assert!(Meta::decode(b"").is_err());
+        assert!(Meta::decode(&[0xff, 0xfe]).is_err());
+        let body = "corewal-meta\nformat_version=1\nnum_cores=0\n";
+        let zero = format!("{body}crc32c={:08x}\n", crc32c::crc32c(body.as_bytes()));
+        assert!(Meta::decode(zero.as_bytes()).is_err(), "zero lanes");
+    }
+}

@@ -1,0 +1,128 @@
+//! Segment files of a lane: names, discovery, and preparing the next file
+//! (zero-filled and synced) before the writer needs it.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+use crate::io::{Io, IoFile, OpenMode};
+
+/// `wal-<core>-<segment>.log`, zero-padded so that names sort.
+pub fn segment_name(core_id: u32, index: u64) -> String {
+    format!("wal-{core_id:05}-{index:010}.log")
+}
+
+pub fn segment_path(dir: &Path, core_id: u32, index: u64) -> PathBuf {
+    dir.join(segment_name(core_id, index))
+}
+
+/// Parses a segment file name back into `(core, index)`.
+pub fn parse_segment_name(name: &str) -> Option<(u32, u64)> {
+    let rest = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    let (core, index) = rest.split_once('-')?;
+    if core.len() != 5 || index.len() != 10 {
+        return None;
+    }
+    if !core.bytes().chain(index.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((core.parse().ok()?, index.parse().ok()?))
+}
+
+/// The segment indexes of every lane found in `dir`, sorted, for lanes
+/// `0..lanes`. Segments of lanes at or beyond `lanes` are returned apart.
+pub fn list_segments<I: Io>(io: &I, dir: &Path, lanes: u32) -> Result<(Vec<Vec<u64>>, Vec<String>)> {
+    let mut per_lane = vec![Vec::new(); lanes as usize];
+    let mut foreign = Vec::new();
+    for name in io
+        .list(dir)
+        .context(|| format!("listing {}", dir.display()))?
+    {
+        if let Some((core, index)) = parse_segment_name(&name) {
+            match per_lane.get_mut(core as usize) {
+                Some(list) => list.push(index),
+                None => foreign.push(name),
+            }
+        }
+    }
+    for list in &mut per_lane {
+        list.sort_unstable();
+    }
+    Ok((per_lane, foreign))
+}
+
+/// Chunk of zeros written while preallocating.
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// Creates segment `index` of `core_id` ready for writing: with `preallocate`,
+/// zero-filled to `segment_bytes` and synced, so later fdatasyncs never have
+/// to journal a size change or an extent conversion. Its name is made durable
+/// before it is returned. The header is written later, by the writer that
+/// starts the segment, together with its first frames.
+pub fn prepare<I: Io>(
+    io: &I,
+    dir: &Path,
+    core_id: u32,
+    index: u64,
+    segment_bytes: u64,
+    preallocate: bool,
+) -> Result<I::File> {
+    let path = segment_path(dir, core_id, index);
+    let what = || format!("preparing {}", path.display());
+    let file = io.open(&path, OpenMode::CreateNew).context(what)?;
+    if preallocate {
+        let zeros = vec![0u8; ZERO_CHUNK];
+        let mut off = 0u64;
+        while off < segment_bytes {
+            let n = (segment_bytes - off).min(ZERO_CHUNK as u64) as usize;
+            file.write_at(&zeros[..n], off).context(what)?;
+            off += n as u64;
+        }
+        file.sync_all().context(what)?;
+    }
+    io.sync_dir(dir).context(what)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemIo;
+
+    #[test]
+    fn names_sort_and_parse_back() {
+        let a = segment_name(3, 9);
+        let b = segment_name(3, 10);
+        assert!(a < b);
+        assert_eq!(parse_segment_name(&a), Some((3, 9)));
+        assert_eq!(parse_segment_name(&segment_name(u32::from(u16::MAX), 1 << 33)), Some((65535, 1 << 33)));
+        for bad in ["wal-1-2.log", "wal-00001-000000000x.log", "wal-00001-0000000001.log.tmp", "x"] {
+            assert_eq!(parse_segment_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn prepare_zero_fills_and_makes_the_name_durable() {
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        prepare(&io, dir, 0, 1, 3 * ZERO_CHUNK as u64 / 2, true).unwrap();
+        io.crash();
+        let bytes = io.contents(&segment_path(dir, 0, 1)).expect("survives a crash");
+        assert_eq!(bytes.len(), 3 * ZERO_CHUNK / 2);
+        assert!(bytes.iter().all(|&b| b == 0));
+        assert!(prepare(&io, dir, 0, 1, 4096, true).is_err(), "never reuses a name");
+    }
+
+    #[test]
+    fn list_splits_known_and_foreign_lanes() {
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        for (core, index) in [(0, 2), (0, 1), (1, 0), (4, 0)] {
+            prepare(&io, dir, core, index, 0, false).unwrap();
+        }
+        let (lanes, foreign) = list_segments(&io, dir, 2).unwrap();
+        assert_eq!(lanes, vec![vec![1, 2], vec![0]]);
+        assert_eq!(foreign, vec![segment_name(4, 0)]);
+    }
+}

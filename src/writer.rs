@@ -1,0 +1,534 @@
+//! One lane's writer: encodes records into frames, buffers them, writes them
+//! to the lane's segments through the submission queue, rotates segments and
+//! makes everything durable on sync.
+//!
+//! A writer is used by one thread at a time. Its state sits behind a mutex
+//! that is only ever *tried*: a second thread entering the same writer gets
+//! [`Error::Busy`] instead of waiting. Writers share nothing on the append
+//! path but a read of the manager's epoch.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::format::{Encoder, FRAME_HEADER_LEN, OpRef, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader, frame_seed, seal_frame};
+use crate::io::{Completion, Io, SubmitQueue};
+use crate::segment::{prepare, segment_name};
+
+/// Bytes gathered before they are handed to the queue as one write.
+const WRITE_BUF_BYTES: usize = 256 << 10;
+
+/// State the manager shares with its writers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub epoch: AtomicU64,
+}
+
+/// Settings a lane needs from the manager's options.
+#[derive(Debug, Clone)]
+pub(crate) struct LaneConfig {
+    pub dir: PathBuf,
+    pub segment_bytes: u64,
+    pub max_record_bytes: u64,
+    pub preallocate: bool,
+    pub sync_every_records: u64,
+    pub sync_every_bytes: u64,
+    pub sync_interval: Option<Duration>,
+}
+
+/// Where a reopened lane resumes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resume {
+    pub segment_index: u64,
+    pub base_position: u64,
+    pub position: u64,
+    pub next_sequence: u64,
+    pub last_timestamp_ns: i64,
+    /// Epoch of the lane's last record; `None` for an empty lane.
+    pub last_epoch: Option<u64>,
+}
+
+/// The segment frames are currently appended to.
+struct ActiveSegment<F> {
+    file: Arc<F>,
+    index: u64,
+    base_position: u64,
+    seed: u32,
+}
+
+/// Everything a writer mutates; lives behind the writer's mutex.
+pub(crate) struct Lane<I: Io> {
+    io: I,
+    core_id: u32,
+    config: LaneConfig,
+    shared: Arc<Shared>,
+    queue: I::Queue,
+    segment: ActiveSegment<I::File>,
+    /// Older segments with writes their last fdatasync did not cover.
+    unsynced: Vec<Arc<I::File>>,
+    prepared: Option<JoinHandle<Result<I::File>>>,
+    encoder: Encoder,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]` in the active segment.
+    buf_offset: u64,
+    spare: Vec<Vec<u8>>,
+    completions: Vec<Completion>,
+    position: u64,
+    synced_position: u64,
+    next_sequence: u64,
+    last_timestamp_ns: i64,
+    last_epoch: Option<u64>,
+    records_since_sync: u64,
+    bytes_since_sync: u64,
+    last_sync: Instant,
+    next_token: u64,
+    poisoned: Option<String>,
+}
+
+impl<I: Io> Lane<I> {
+    /// A lane writing into `file` (segment `resume.segment_index`); `fresh`
+    /// when the segment's header still has to be written.
+    pub(crate) fn new(
+        io: I,
+        core_id: u32,
+        config: LaneConfig,
+        shared: Arc<Shared>,
+        file: I::File,
+        fresh: bool,
+        resume: Resume,
+        prepared_next: Option<I::File>,
+    ) -> Result<Lane<I>> {
+        let queue = io
+            .queue()
+            .map_err(|e| Error::io(format!("setting up the I/O queue of lane {core_id}"), e))?;
+        let mut lane = Lane {
+            io,
+            core_id,
+            shared,
+            queue,
+            segment: ActiveSegment {
+                file: Arc::new(file),
+                index: resume.segment_index,
+                base_position: resume.base_position,
+                seed: frame_seed(core_id, resume.segment_index),
+            },
+            unsynced: Vec::new(),
+            prepared: None,
+            encoder: Encoder::default(),
+            buf: Vec::with_capacity(WRITE_BUF_BYTES),
+            buf_offset: SEGMENT_HEADER_LEN as u64 + (resume.position - resume.base_position),
+            spare: Vec::new(),
+            completions: Vec::new(),
+            position: resume.position,
+            synced_position: resume.position,
+            next_sequence: resume.next_sequence,
+            last_timestamp_ns: resume.last_timestamp_ns,
+            last_epoch: resume.last_epoch,
+            records_since_sync: 0,
+            bytes_since_sync: 0,
+            last_sync: Instant::now(),
+            next_token: 1,
+            poisoned: None,
+            config,
+        };
+        if fresh {
+            lane.start_segment_header();
+        }
+        match prepared_next {
+            Some(file) => lane.prepared = Some(std::thread::spawn(move || Ok(file))),
+            None => lane.prepare_next(),
+        }
+        Ok(lane)
+    }
+
+    fn start_segment_header(&mut self) {
+        debug_assert!(self.buf.is_empty());
+        let header = SegmentHeader {
+            core_id: self.core_id,
+            segment_index: self.segment.index,
+            base_position: self.segment.base_position,
+        };
+        self.buf_offset = 0;
+        self.buf.extend_from_slice(&header.encode());
+    }
+
+    /// Starts preparing the segment after the active one on its own thread,
+    /// so that rotation never waits for a zero-fill.
+    fn prepare_next(&mut self) {
+        let io = self.io.clone();
+        let dir = self.config.dir.clone();
+        let (core, index) = (self.core_id, self.segment.index + 1);
+        let (bytes, prealloc) = (self.config.segment_bytes, self.config.preallocate);
+        self.prepared = Some(std::thread::spawn(move || prepare(&io, &dir, core, index, bytes, prealloc)));
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, why: String) -> Error {
+        self.poisoned.get_or_insert(why);
+        Error::Poisoned(self.poisoned.clone().unwrap_or_default())
+    }
+
+    fn timestamp(&self) -> i64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+            .unwrap_or(0);
+        now.max(self.last_timestamp_ns)
+    }
+
+    /// Appends `op` stamped with the manager's current epoch, first closing
+    /// the lane's previous epoch with a barrier if the epoch moved on.
+    pub(crate) fn append(&mut self, op: OpRef<'_>) -> Result<u64> {
+        self.check_usable()?;
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let needs_barrier = self.last_epoch.is_some_and(|last| epoch > last);
+        if needs_barrier {
+            // Refuse an oversized record before the barrier goes out, so a
+            // refused append writes nothing at all.
+            self.encode(epoch, op)?;
+            self.emit(epoch, OpRef::EpochBarrier)?;
+        }
+        let position = self.emit(epoch, op)?;
+        self.sync_if_due()?;
+        Ok(position)
+    }
+
+    /// Writes an epoch barrier for the current epoch.
+    pub(crate) fn epoch_barrier(&mut self) -> Result<u64> {
+        self.check_usable()?;
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let position = self.emit(epoch, OpRef::EpochBarrier)?;
+        self.sync_if_due()?;
+        Ok(position)
+    }
+
+    /// Encodes a record into the encoder's buffer; returns the payload
+    /// length and the record's timestamp.
+    fn encode(&mut self, epoch: u64, op: OpRef<'_>) -> Result<(usize, i64)> {
+        let timestamp_ns = self.timestamp();
+        let record = RecordRef {
+            epoch,
+            timestamp_ns,
+            sequence: self.next_sequence,
+            durable_mark: self.synced_position,
+            core_id: self.core_id,
+            op,
+        };
+        let (_, len) = self.encoder.encode(&record);
+        if len as u64 > self.config.max_record_bytes {
+            return Err(Error::TooLarge {
+                size: len as u64,
+                limit: self.config.max_record_bytes,
+            });
+        }
+        Ok((len, timestamp_ns))
+    }
+
+    /// Encodes and buffers one record; returns its position.
+    fn emit(&mut self, epoch: u64, op: OpRef<'_>) -> Result<u64> {
+        let (payload_len, timestamp) = self.encode(epoch, op)?;
+        let padded = self.encoder.last().len();
+        let frame = FRAME_HEADER_LEN + padded;
+        let used = SEGMENT_HEADER_LEN as u64 + (self.position - self.segment.base_position);
+        if used + frame as u64 > self.config.segment_bytes {
+            self.rotate()?;
+        }
+        if !self.buf.is_empty() && self.buf.len() + frame > WRITE_BUF_BYTES {
+            self.flush()?;
+        }
+        let header = seal_frame(self.segment.seed, payload_len, self.encoder.last());
+        self.buf.extend_from_slice(&header);
+        self.buf.extend_from_slice(self.encoder.last());
+        let position = self.position;
+        self.position += frame as u64;
+        self.next_sequence += 1;
+        self.last_timestamp_ns = timestamp;
+        self.last_epoch = Some(epoch);
+        self.records_since_sync += 1;
+        self.bytes_since_sync += frame as u64;
+        Ok(position)
+    }
+
+    /// Hands the buffered bytes to the queue as one write.
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let fresh = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(WRITE_BUF_BYTES));
+        let buf = std::mem::replace(&mut self.buf, fresh);
+        let len = buf.len() as u64;
+        self.queue.write(&self.segment.file, buf, self.buf_offset);
+        self.buf_offset += len;
+        self.reap(false)
+    }
+
+    /// Collects finished operations; a failed one poisons the writer.
+    fn reap(&mut self, wait: bool) -> Result<()> {
+        let mut done = std::mem::take(&mut self.completions);
+        self.queue.reap(wait, &mut done);
+        let mut failure = None;
+        for completion in done.drain(..) {
+            match completion {
+                Completion::Write { mut buf, result } => {
+                    if let Err(e) = result {
+                        failure.get_or_insert(format!("write to lane {} failed: {e}", self.core_id));
+                    }
+                    buf.clear();
+                    self.spare.push(buf);
+                }
+                Completion::Sync { result: Err(e), .. } => {
+                    failure.get_or_insert(format!("fdatasync of lane {} failed: {e}", self.core_id));
+                }
+                Completion::Sync { .. } => {}
+            }
+        }
+        self.completions = done;
+        match failure {
+            Some(why) => Err(self.poison(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves to the next segment, already prepared in the background.
+    fn rotate(&mut self) -> Result<()> {
+        self.flush()?;
+        let next_index = self.segment.index + 1;
+        let prepared = match self.prepared.take() {
+            Some(handle) => handle.join().unwrap_or_else(|_| {
+                Err(Error::io(
+                    format!("preparing {}", segment_name(self.core_id, next_index)),
+                    std::io::Error::other("preparation thread panicked"),
+                ))
+            }),
+            None => prepare(
+                &self.io,
+                &self.config.dir,
+                self.core_id,
+                next_index,
+                self.config.segment_bytes,
+                self.config.preallocate,
+            ),
+        };
+        // A failed preparation leaves the lane as it was; the next append
+        // tries again, inline.
+        let file = prepared?;
+        let old = std::mem::replace(
+            &mut self.segment,
+            ActiveSegment {
+                file: Arc::new(file),
+                index: next_index,
+                base_position: self.position,
+                seed: frame_seed(self.core_id, next_index),
+            },
+        );
+        self.unsynced.push(old.file);
+        self.start_segment_header();
+        self.prepare_next();
+        Ok(())
+    }
+
+    /// Flushes and fdatasyncs everything appended so far.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.check_usable()?;
+        if self.position == self.synced_position && self.unsynced.is_empty() {
+            return Ok(());
+        }
+        let target = self.position;
+        self.flush()?;
+        let token = self.next_token;
+        self.next_token += 1;
+        for file in &self.unsynced {
+            self.queue.sync(file, token);
+        }
+        self.queue.sync(&self.segment.file, token);
+        while self.queue.in_flight() > 0 {
+            self.reap(true)?;
+        }
+        self.unsynced.clear();
+        self.synced_position = target;
+        self.records_since_sync = 0;
+        self.bytes_since_sync = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn sync_if_due(&mut self) -> Result<()> {
+        let c = &self.config;
+        let due = (c.sync_every_records > 0 && self.records_since_sync >= c.sync_every_records)
+            || (c.sync_every_bytes > 0 && self.bytes_since_sync >= c.sync_every_bytes)
+            || c.sync_interval.is_some_and(|every| self.last_sync.elapsed() >= every);
+        if due { self.sync() } else { Ok(()) }
+    }
+
+    /// Syncs for the background flusher when there is unsynced data.
+    pub(crate) fn flush_idle(&mut self) -> Result<()> {
+        if self.poisoned.is_some() {
+            return Ok(());
+        }
+        self.sync()
+    }
+
+    pub(crate) fn position(&self) -> u64 {
+        self.position
+    }
+
+    pub(crate) fn synced_position(&self) -> u64 {
+        self.synced_position
+    }
+
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Waits for a segment still being prepared, so no thread outlives the lane.
+    fn finish_preparation(&mut self) {
+        if let Some(handle) = self.prepared.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl<I: Io> Drop for Lane<I> {
+    fn drop(&mut self) {
+        self.finish_preparation();
+    }
+}
+
+/// The handle of lane `core_id` (`cw_writer`).
+pub struct Writer<I: Io> {
+    core_id: u32,
+    position: AtomicU64,
+    synced_position: AtomicU64,
+    sequence: AtomicU64,
+    lane: Mutex<Option<Lane<I>>>,
+}
+
+impl<I: Io> Writer<I> {
+    pub(crate) fn new(lane: Lane<I>, core_id: u32) -> Writer<I> {
+        Writer {
+            core_id,
+            position: AtomicU64::new(lane.position()),
+            synced_position: AtomicU64::new(lane.synced_position()),
+            sequence: AtomicU64::new(lane.next_sequence()),
+            lane: Mutex::new(Some(lane)),
+        }
+    }
+
+    /// Enters the writer, or reports that another thread is inside.
+    fn enter(&self) -> Result<MutexGuard<'_, Option<Lane<I>>>> {
+        match self.lane.try_lock() {
+            Ok(guard) => Ok(guard),
+            Err(TryLockError::WouldBlock) => Err(Error::Busy(self.core_id)),
+            Err(TryLockError::Poisoned(_)) => Err(Error::Poisoned(format!(
+                "a panic interrupted an earlier call on writer {}",
+                self.core_id
+            ))),
+        }
+    }
+
+    /// Runs `f` on the lane and publishes its counters afterwards.
+    fn with_lane<T>(&self, f: impl FnOnce(&mut Lane<I>) -> Result<T>) -> Result<T> {
+        let mut guard = self.enter()?;
+        let lane = guard.as_mut().ok_or(Error::Closed("writer"))?;
+        let result = f(lane);
+        self.publish(lane);
+        result
+    }
+
+    fn publish(&self, lane: &Lane<I>) {
+        self.position.store(lane.position(), Ordering::Release);
+        self.synced_position.store(lane.synced_position(), Ordering::Release);
+        self.sequence.store(lane.next_sequence(), Ordering::Release);
+    }
+
+    /// Appends a PUT; returns the record's position.
+    pub fn append_put(&self, key: &[u8], value: &[u8]) -> Result<u64> {
+        self.with_lane(|lane| lane.append(OpRef::Put { key, value }))
+    }
+
+    /// Appends a DELETE; returns the record's position.
+    pub fn append_delete(&self, key: &[u8]) -> Result<u64> {
+        self.with_lane(|lane| lane.append(OpRef::Delete { key }))
+    }
+
+    /// Appends a COMMIT of source offsets and an optional watermark.
+    pub fn append_commit(&self, offsets: &[crate::format::SourceOffsetRef<'_>], watermark: Option<i64>) -> Result<u64> {
+        self.with_lane(|lane| lane.append(OpRef::Commit { offsets, watermark }))
+    }
+
+    /// Appends a CHECKPOINT marker.
+    pub fn append_checkpoint(&self, checkpoint_id: u64) -> Result<u64> {
+        self.with_lane(|lane| lane.append(OpRef::Checkpoint { checkpoint_id }))
+    }
+
+    /// Writes an EPOCH_BARRIER for the manager's current epoch.
+    pub fn epoch_barrier(&self) -> Result<u64> {
+        self.with_lane(|lane| lane.epoch_barrier())
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.with_lane(|lane| lane.sync())
+    }
+
+    /// Syncs, waiting for a thread that is inside the writer.
+    pub(crate) fn sync_waiting(&self) -> Result<()> {
+        let mut guard = self.lane.lock().map_err(|_| {
+            Error::Poisoned(format!("a panic interrupted an earlier call on writer {}", self.core_id))
+        })?;
+        let lane = guard.as_mut().ok_or(Error::Closed("writer"))?;
+        let result = lane.sync();
+        self.publish(lane);
+        result
+    }
+
+    /// Syncs unless another thread is inside the writer (then it is skipped).
+    pub(crate) fn flush_if_idle(&self) {
+        if let Ok(mut guard) = self.lane.try_lock()
+            && let Some(lane) = guard.as_mut()
+        {
+            let _ = lane.flush_idle();
+            self.publish(lane);
+        }
+    }
+
+    /// Syncs and releases the lane; later calls report [`Error::Closed`].
+    /// Waits for a thread that is inside the writer.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut guard = self.lane.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut lane) = guard.take() else {
+            return Ok(());
+        };
+        let result = lane.sync();
+        self.publish(&lane);
+        result
+    }
+
+    /// Bytes appended to the lane so far (its logical end).
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    /// Bytes of the lane made durable by a completed fdatasync.
+    pub fn synced_position(&self) -> u64 {
+        self.synced_position.load(Ordering::Acquire)
+    }
+
+    /// Sequence number the next record will get.
+    pub fn sequence(&self) -> u64 {
+        self.sequence.load(Ordering::Acquire)
+    }
+
+    pub fn core_id(&self) -> u32 {
+        self.core_id
+    }
+}
