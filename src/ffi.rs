@@ -256,7 +256,11 @@ fn deref<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, Error> {
 /// Borrows `len` bytes at `ptr`; NULL is accepted only with `len == 0`.
 fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
     if ptr.is_null() {
-        return if len == 0 { Ok(&[]) } else { Err(invalid(format!("{name} is NULL but its length is {len}"))) };
+        return if len == 0 {
+            Ok(&[])
+        } else {
+            Err(invalid(format!("{name} is NULL but its length is {len}")))
+        };
     }
     if len > isize::MAX as usize {
         return Err(invalid(format!("{name} length {len} is too large")));
@@ -279,7 +283,11 @@ fn write_out<T>(out: *mut T, value: T, name: &str) -> Result<(), Error> {
 }
 
 fn check_out<T>(out: *mut T, name: &str) -> Result<(), Error> {
-    if out.is_null() { Err(invalid(format!("{name} is NULL"))) } else { Ok(()) }
+    if out.is_null() {
+        Err(invalid(format!("{name} is NULL")))
+    } else {
+        Ok(())
+    }
 }
 
 /// Copies the caller's sized struct (`struct_size` first) over `defaults`:
@@ -306,7 +314,12 @@ fn read_sized<T: Copy>(ptr: *const T, defaults: T, name: &str) -> Result<T, Erro
 }
 
 /// Fills the caller's sized struct with `defaults`, never past `size` bytes.
-fn init_sized<T: Copy>(ptr: *mut T, size: usize, mut defaults: T, set_size: impl FnOnce(&mut T, u32)) {
+fn init_sized<T: Copy>(
+    ptr: *mut T,
+    size: usize,
+    mut defaults: T,
+    set_size: impl FnOnce(&mut T, u32),
+) {
     if ptr.is_null() || size < size_of::<u32>() {
         return;
     }
@@ -365,7 +378,9 @@ impl TryFrom<i32> for RecoveryMode {
             v if v == CW_RECOVER_TOLERATE_TORN_TAIL as i32 => Ok(RecoveryMode::TolerateTornTail),
             v if v == CW_RECOVER_ABSOLUTE as i32 => Ok(RecoveryMode::Absolute),
             v if v == CW_RECOVER_POINT_IN_TIME as i32 => Ok(RecoveryMode::PointInTime),
-            v => Err(invalid(format!("recovery mode {v} is not a cw_recovery_mode"))),
+            v => Err(invalid(format!(
+                "recovery mode {v} is not a cw_recovery_mode"
+            ))),
         }
     }
 }
@@ -426,7 +441,9 @@ fn path_arg<'a>(dir: *const c_char) -> Result<&'a Path, Error> {
     let dir = deref(dir, "dir")?;
     // SAFETY: `dir` is non-NULL and, by contract, a NUL-terminated string.
     let dir = unsafe { CStr::from_ptr(dir) };
-    let dir = dir.to_str().map_err(|_| invalid("dir is not valid UTF-8"))?;
+    let dir = dir
+        .to_str()
+        .map_err(|_| invalid("dir is not valid UTF-8"))?;
     if dir.is_empty() {
         return Err(invalid("dir is empty"));
     }
@@ -438,7 +455,10 @@ fn path_arg<'a>(dir: *const c_char) -> Result<&'a Path, Error> {
 static RETIRED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 fn retire(address: usize) {
-    RETIRED.lock().unwrap_or_else(|e| e.into_inner()).push(address);
+    RETIRED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(address);
 }
 
 type FfiManager = Manager<FileIo>;
@@ -472,12 +492,19 @@ fn recovery_handle<'a>(ptr: *const cw_recovery) -> Result<&'a RecoveryHandle, Er
     deref(ptr as *const RecoveryHandle, "recovery")
 }
 
-fn with_recovery<T>(ptr: *const cw_recovery, f: impl FnOnce(&mut RecoveryState) -> Result<T, Error>) -> Result<T, Error> {
+fn with_recovery<T>(
+    ptr: *const cw_recovery,
+    f: impl FnOnce(&mut RecoveryState) -> Result<T, Error>,
+) -> Result<T, Error> {
     let handle = recovery_handle(ptr)?;
     let mut guard = match handle.state.try_lock() {
         Ok(guard) => guard,
         Err(TryLockError::WouldBlock) => return Err(Error::Busy(u32::MAX)),
-        Err(TryLockError::Poisoned(_)) => return Err(Error::Poisoned("a panic interrupted an earlier call on this iterator".into())),
+        Err(TryLockError::Poisoned(_)) => {
+            return Err(Error::Poisoned(
+                "a panic interrupted an earlier call on this iterator".into(),
+            ));
+        }
     };
     let state = guard.as_mut().ok_or(Error::Closed("recovery iterator"))?;
     f(state)
@@ -533,7 +560,9 @@ pub extern "C" fn cw_status_name(status: cw_status) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn cw_last_error() -> *const c_char {
     static EMPTY: &[u8] = b"\0";
-    boundary_value(EMPTY.as_ptr() as *const c_char, || LAST_ERROR.with(|slot| slot.borrow().as_ptr()))
+    boundary_value(EMPTY.as_ptr() as *const c_char, || {
+        LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+    })
 }
 
 /// Fills `*opts` with defaults and records `size` (pass `sizeof *opts`) in
@@ -543,7 +572,9 @@ pub extern "C" fn cw_last_error() -> *const c_char {
 /// NULL `opts` or a `size` below 4 does nothing. Thread safety: any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn cw_options_init(opts: *mut cw_options, size: usize) {
-    boundary_value((), || init_sized(opts, size, default_options(), |o, n| o.struct_size = n));
+    boundary_value((), || {
+        init_sized(opts, size, default_options(), |o, n| o.struct_size = n)
+    });
 }
 
 /// Opens or creates the WAL in directory `dir` and returns a manager in
@@ -564,7 +595,11 @@ pub extern "C" fn cw_options_init(opts: *mut cw_options, size: usize) {
 /// Ownership: the caller owns the manager and releases it with
 /// `cw_manager_close`. Thread safety: any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_manager_open(dir: *const c_char, opts: *const cw_options, manager_out: *mut *mut cw_manager) -> cw_status {
+pub extern "C" fn cw_manager_open(
+    dir: *const c_char,
+    opts: *const cw_options,
+    manager_out: *mut *mut cw_manager,
+) -> cw_status {
     boundary(|| {
         check_out(manager_out, "manager_out")?;
         let dir = path_arg(dir)?;
@@ -621,11 +656,19 @@ fn manager_ref<'a>(ptr: *const cw_manager) -> Option<&'a FfiManager> {
 /// not free it. Thread safety: any thread; the same handle is returned each
 /// time. A writer is then used by one thread at a time.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_manager_writer(manager: *mut cw_manager, core_id: u32, writer_out: *mut *mut cw_writer) -> cw_status {
+pub extern "C" fn cw_manager_writer(
+    manager: *mut cw_manager,
+    core_id: u32,
+    writer_out: *mut *mut cw_writer,
+) -> cw_status {
     boundary(|| {
         check_out(writer_out, "writer_out")?;
         let w = self::manager(manager)?.writer(core_id)?;
-        write_out(writer_out, w as *const FfiWriter as *mut cw_writer, "writer_out")?;
+        write_out(
+            writer_out,
+            w as *const FfiWriter as *mut cw_writer,
+            "writer_out",
+        )?;
         Ok(CW_OK)
     })
 }
@@ -645,7 +688,10 @@ pub extern "C" fn cw_manager_epoch(manager: *const cw_manager) -> u64 {
 /// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL or closed manager).
 /// Thread safety: any thread, concurrently with appends.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_manager_advance_epoch(manager: *mut cw_manager, epoch_out: *mut u64) -> cw_status {
+pub extern "C" fn cw_manager_advance_epoch(
+    manager: *mut cw_manager,
+    epoch_out: *mut u64,
+) -> cw_status {
     boundary(|| {
         let epoch = self::manager(manager)?.advance_epoch()?;
         if !epoch_out.is_null() {
@@ -688,7 +734,11 @@ pub extern "C" fn cw_manager_recover(
     })
 }
 
-fn append(writer: *mut cw_writer, position_out: *mut u64, f: impl FnOnce(&FfiWriter) -> Result<u64, Error>) -> cw_status {
+fn append(
+    writer: *mut cw_writer,
+    position_out: *mut u64,
+    f: impl FnOnce(&FfiWriter) -> Result<u64, Error>,
+) -> cw_status {
     boundary(|| {
         let position = f(self::writer(writer)?)?;
         if !position_out.is_null() {
@@ -728,8 +778,15 @@ pub extern "C" fn cw_writer_append_put(
 /// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_TOO_LARGE; CW_ERR_BUSY;
 /// CW_ERR_POISONED. Thread safety: one thread at a time per writer.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_writer_append_delete(writer: *mut cw_writer, key: *const u8, key_len: usize, position_out: *mut u64) -> cw_status {
-    append(writer, position_out, |w| w.append_delete(bytes(key, key_len, "key")?))
+pub extern "C" fn cw_writer_append_delete(
+    writer: *mut cw_writer,
+    key: *const u8,
+    key_len: usize,
+    position_out: *mut u64,
+) -> cw_status {
+    append(writer, position_out, |w| {
+        w.append_delete(bytes(key, key_len, "key")?)
+    })
 }
 
 /// Appends COMMIT(source offsets, watermark): `offsets_len` entries at
@@ -769,7 +826,11 @@ pub extern "C" fn cw_writer_append_commit(
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let watermark = if watermark.is_null() { None } else { Some(*deref(watermark, "watermark")?) };
+        let watermark = if watermark.is_null() {
+            None
+        } else {
+            Some(*deref(watermark, "watermark")?)
+        };
         w.append_commit(&pairs, watermark)
     })
 }
@@ -779,7 +840,11 @@ pub extern "C" fn cw_writer_append_commit(
 /// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_BUSY; CW_ERR_POISONED.
 /// Thread safety: one thread at a time per writer.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_writer_append_checkpoint(writer: *mut cw_writer, checkpoint_id: u64, position_out: *mut u64) -> cw_status {
+pub extern "C" fn cw_writer_append_checkpoint(
+    writer: *mut cw_writer,
+    checkpoint_id: u64,
+    position_out: *mut u64,
+) -> cw_status {
     append(writer, position_out, |w| w.append_checkpoint(checkpoint_id))
 }
 
@@ -789,7 +854,10 @@ pub extern "C" fn cw_writer_append_checkpoint(writer: *mut cw_writer, checkpoint
 /// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_BUSY; CW_ERR_POISONED.
 /// Thread safety: one thread at a time per writer.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_writer_epoch_barrier(writer: *mut cw_writer, position_out: *mut u64) -> cw_status {
+pub extern "C" fn cw_writer_epoch_barrier(
+    writer: *mut cw_writer,
+    position_out: *mut u64,
+) -> cw_status {
     append(writer, position_out, |w| w.epoch_barrier())
 }
 
@@ -820,7 +888,9 @@ pub extern "C" fn cw_writer_position(writer: *const cw_writer) -> u64 {
 /// Thread safety: any thread, any time.
 #[unsafe(no_mangle)]
 pub extern "C" fn cw_writer_synced_position(writer: *const cw_writer) -> u64 {
-    boundary_value(0, || self::writer(writer).map_or(0, |w| w.synced_position()))
+    boundary_value(0, || {
+        self::writer(writer).map_or(0, |w| w.synced_position())
+    })
 }
 
 /// Sequence number the writer's next record will get (continues across
@@ -837,7 +907,9 @@ pub extern "C" fn cw_writer_sequence(writer: *const cw_writer) -> u64 {
 /// Thread safety: any thread, any time.
 #[unsafe(no_mangle)]
 pub extern "C" fn cw_writer_core_id(writer: *const cw_writer) -> u32 {
-    boundary_value(u32::MAX, || self::writer(writer).map_or(u32::MAX, |w| w.core_id()))
+    boundary_value(u32::MAX, || {
+        self::writer(writer).map_or(u32::MAX, |w| w.core_id())
+    })
 }
 
 /// Fills `*opts` with defaults (every lane, tolerate torn tails, from the
@@ -847,7 +919,11 @@ pub extern "C" fn cw_writer_core_id(writer: *const cw_writer) -> u32 {
 /// NULL `opts` or a `size` below 4 does nothing. Thread safety: any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn cw_recovery_options_init(opts: *mut cw_recovery_options, size: usize) {
-    boundary_value((), || init_sized(opts, size, default_recovery_options(), |o, n| o.struct_size = n));
+    boundary_value((), || {
+        init_sized(opts, size, default_recovery_options(), |o, n| {
+            o.struct_size = n
+        })
+    });
 }
 
 /// Opens a read-only recovery iterator over the WAL in `dir`. It takes no
@@ -861,7 +937,11 @@ pub extern "C" fn cw_recovery_options_init(opts: *mut cw_recovery_options, size:
 /// Ownership: the caller closes it with `cw_recovery_close`. Thread safety:
 /// any thread; the iterator is then used by one thread at a time.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_recovery_open(dir: *const c_char, opts: *const cw_recovery_options, recovery_out: *mut *mut cw_recovery) -> cw_status {
+pub extern "C" fn cw_recovery_open(
+    dir: *const c_char,
+    opts: *const cw_recovery_options,
+    recovery_out: *mut *mut cw_recovery,
+) -> cw_status {
     boundary(|| {
         check_out(recovery_out, "recovery_out")?;
         let dir = path_arg(dir)?;
@@ -884,7 +964,10 @@ pub extern "C" fn cw_recovery_open(dir: *const c_char, opts: *const cw_recovery_
 /// mapping and stay valid until the next call on this iterator or its close.
 /// Thread safety: one thread at a time per iterator.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_recovery_next(recovery: *mut cw_recovery, entry_out: *mut cw_entry) -> cw_status {
+pub extern "C" fn cw_recovery_next(
+    recovery: *mut cw_recovery,
+    entry_out: *mut cw_entry,
+) -> cw_status {
     boundary(|| {
         check_out(entry_out, "entry_out")?;
         with_recovery(recovery, |state| {
@@ -943,7 +1026,11 @@ pub extern "C" fn cw_recovery_next(recovery: *mut cw_recovery, entry_out: *mut c
 /// NUL-terminated, and lives as long as the entry. Thread safety: one thread
 /// at a time per iterator.
 #[unsafe(no_mangle)]
-pub extern "C" fn cw_recovery_entry_offset(recovery: *const cw_recovery, index: usize, offset_out: *mut cw_source_offset) -> cw_status {
+pub extern "C" fn cw_recovery_entry_offset(
+    recovery: *const cw_recovery,
+    index: usize,
+    offset_out: *mut cw_source_offset,
+) -> cw_status {
     boundary(|| {
         check_out(offset_out, "offset_out")?;
         with_recovery(recovery, |state| {
@@ -975,4 +1062,89 @@ pub extern "C" fn cw_recovery_close(recovery: *mut cw_recovery) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: cw_last_error never returns NULL and its string lives until
+        // the next failing call on this thread.
+        unsafe { CStr::from_ptr(cw_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let status = boundary(|| panic!("boom at the boundary"));
+        assert_eq!(status, CW_ERR_PANIC);
+        assert!(last_error().contains("boom at the boundary"));
+    }
+
+    #[test]
+    fn errors_map_to_their_statuses() {
+        assert_eq!(boundary(|| Err(Error::Busy(3))), CW_ERR_BUSY);
+        assert!(last_error().contains("writer 3"));
+        assert_eq!(
+            boundary(|| Err(Error::TooLarge { size: 2, limit: 1 })),
+            CW_ERR_TOO_LARGE
+        );
+        assert_eq!(
+            boundary(|| Err(Error::Closed("manager"))),
+            CW_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(boundary(|| Ok(CW_DONE)), CW_DONE);
+    }
+
+    #[test]
+    fn options_init_never_writes_past_the_callers_size() {
+        let mut raw = [0xEEu8; size_of::<cw_options>() + 8];
+        let small = std::mem::offset_of!(cw_options, sync_every_records);
+        init_sized(
+            raw.as_mut_ptr() as *mut cw_options,
+            small,
+            default_options(),
+            |o, n| o.struct_size = n,
+        );
+        assert!(
+            raw[small..].iter().all(|&b| b == 0xEE),
+            "wrote past the caller's struct"
+        );
+        assert_eq!(
+            u32::from_ne_bytes(raw[..4].try_into().unwrap()) as usize,
+            small
+        );
+        let read =
+            read_sized(raw.as_ptr() as *const cw_options, default_options(), "opts").unwrap();
+        assert_eq!(
+            read.sync_every_records, 0,
+            "fields beyond the caller's size take defaults"
+        );
+        assert_eq!(read.segment_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn an_uninitialised_options_struct_is_refused() {
+        let zeroed = [0u8; size_of::<cw_options>()];
+        assert!(
+            read_sized(
+                zeroed.as_ptr() as *const cw_options,
+                default_options(),
+                "opts"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_enum_values_are_invalid_arguments() {
+        assert!(Backend::try_from(7).is_err());
+        assert!(RecoveryMode::try_from(-1).is_err());
+        assert_eq!(
+            RecoveryMode::try_from(2).unwrap(),
+            RecoveryMode::PointInTime
+        );
+    }
 }

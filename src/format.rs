@@ -139,7 +139,10 @@ pub fn frame_crc(seed: u32, len_field: [u8; 4], padded_payload: &[u8]) -> u32 {
 /// payload followed by its zero padding) into `header`.
 #[inline]
 pub fn seal_frame(seed: u32, payload_len: usize, padded_payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
-    debug_assert_eq!(frame_len(payload_len), FRAME_HEADER_LEN + padded_payload.len());
+    debug_assert_eq!(
+        frame_len(payload_len),
+        FRAME_HEADER_LEN + padded_payload.len()
+    );
     let len_field = (payload_len as u32).to_le_bytes();
     let crc = frame_crc(seed, len_field, padded_payload);
     let mut header = [0u8; FRAME_HEADER_LEN];
@@ -295,10 +298,20 @@ pub struct RecordView<'a> {
 /// [`OffsetsView::get`].
 #[derive(Debug, Clone, Copy)]
 pub enum OpView<'a> {
-    Put { key: &'a [u8], value: &'a [u8] },
-    Delete { key: &'a [u8] },
-    Commit { offsets: OffsetsView<'a>, watermark: Option<i64> },
-    Checkpoint { checkpoint_id: u64 },
+    Put {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Delete {
+        key: &'a [u8],
+    },
+    Commit {
+        offsets: OffsetsView<'a>,
+        watermark: Option<i64>,
+    },
+    Checkpoint {
+        checkpoint_id: u64,
+    },
     EpochBarrier,
 }
 
@@ -414,7 +427,10 @@ mod tests {
             SegmentHeader::decode(&[0u8; 64]),
             Err(HeaderProblem::Unused)
         );
-        assert_eq!(SegmentHeader::decode(&bytes[..63]), Err(HeaderProblem::Short));
+        assert_eq!(
+            SegmentHeader::decode(&bytes[..63]),
+            Err(HeaderProblem::Short)
+        );
     }
 
     #[test]
@@ -517,7 +533,10 @@ mod tests {
         assert!(check_frame(&[0u8; 256], seed, 1 << 20).is_none());
         let bytes = framed(seed, &sample(OpRef::Delete { key: b"abc" }));
         assert!(check_frame(&bytes[..bytes.len() - 1], seed, 1 << 20).is_none());
-        assert!(check_frame(&bytes, seed, 8).is_none(), "length above the limit");
+        assert!(
+            check_frame(&bytes, seed, 8).is_none(),
+            "length above the limit"
+        );
         let mut huge = bytes.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(check_frame(&huge, seed, usize::MAX).is_none());

@@ -53,7 +53,10 @@ pub trait MappedFile: Deref<Target = [u8]> + Send + Sync + 'static {
 #[derive(Debug)]
 pub enum Completion {
     /// A write finished; its buffer comes back for reuse.
-    Write { buf: Vec<u8>, result: io::Result<()> },
+    Write {
+        buf: Vec<u8>,
+        result: io::Result<()>,
+    },
     /// A sync finished.
     Sync { token: u64, result: io::Result<()> },
 }
@@ -246,7 +249,8 @@ impl MappedFile for FileMap {
         // only drops this process's page references; the next read of the
         // range faults the same file bytes back in. No Rust reference into the
         // range is invalidated because the bytes stay readable.
-        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+        let _ =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
     }
 }
 
@@ -380,6 +384,9 @@ struct MemState {
     dirs: Vec<PathBuf>,
     locks: Vec<PathBuf>,
     faults: Vec<Fault>,
+    /// Set by a crash: the process is gone, nothing reaches the disk until
+    /// [`MemIo::restart`].
+    dead: bool,
 }
 
 /// An in-memory file system for tests: every operation can be made to fail
@@ -401,7 +408,14 @@ impl MemIo {
 
     /// Makes every `op` on a path containing `path_contains` fail with
     /// `errno`, after `skip` successful ones, `times` times (None: forever).
-    pub fn fail(&self, op: FaultOp, path_contains: &str, skip: u64, times: Option<u64>, errno: i32) {
+    pub fn fail(
+        &self,
+        op: FaultOp,
+        path_contains: &str,
+        skip: u64,
+        times: Option<u64>,
+        errno: i32,
+    ) {
         lock_state(&self.state).faults.push(Fault {
             op,
             path_contains: path_contains.to_owned(),
@@ -417,8 +431,9 @@ impl MemIo {
     }
 
     /// Simulates power loss: each file keeps only its synced bytes and the
-    /// directory only its synced entries. Locks are released, as when the
-    /// process dies.
+    /// directory only its synced entries. From then on every operation fails
+    /// (the process is gone: handles still open, and threads still running,
+    /// can change nothing) until [`MemIo::restart`].
     pub fn crash(&self) {
         let mut st = lock_state(&self.state);
         st.files = st.durable_files.clone();
@@ -426,13 +441,51 @@ impl MemIo {
             let mut d = lock_state(data);
             d.data = d.durable.clone();
         }
-        st.locks.clear();
+        st.dead = true;
     }
 
-    /// Like [`MemIo::crash`], but unsynced bytes of every file survive, as
-    /// when only the process dies and the page cache is kept.
+    /// Simulates power loss during writeback: of every 512-byte sector that
+    /// was written but not synced, a pseudo-random half (chosen by `seed`)
+    /// reaches the disk, in no particular order. Then as [`MemIo::crash`].
+    pub fn crash_torn(&self, mut seed: u64) {
+        const SECTOR: usize = 512;
+        let mut coin = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed & 1 == 1
+        };
+        {
+            let st = lock_state(&self.state);
+            for data in st.durable_files.values() {
+                let mut guard = lock_state(data);
+                let d = &mut *guard;
+                if d.durable.len() < d.data.len() {
+                    d.durable.resize(d.data.len(), 0);
+                }
+                for start in (0..d.data.len()).step_by(SECTOR) {
+                    let end = (start + SECTOR).min(d.data.len());
+                    if d.data[start..end] != d.durable[start..end] && coin() {
+                        d.durable[start..end].copy_from_slice(&d.data[start..end]);
+                    }
+                }
+            }
+        }
+        self.crash();
+    }
+
+    /// Simulates the process dying while the machine stays up: unsynced
+    /// bytes survive in the page cache. Operations fail until
+    /// [`MemIo::restart`].
     pub fn kill(&self) {
-        lock_state(&self.state).locks.clear();
+        lock_state(&self.state).dead = true;
+    }
+
+    /// A new process starts: operations work again and no lock is held.
+    pub fn restart(&self) {
+        let mut st = lock_state(&self.state);
+        st.dead = false;
+        st.locks.clear();
     }
 
     /// The current bytes of `path`, if it exists.
@@ -442,11 +495,12 @@ impl MemIo {
     }
 
     /// Overwrites bytes of `path` behind the library's back (and durably),
-    /// to plant damage.
+    /// to plant damage; creates the file if it is missing.
     pub fn poke(&self, path: &Path, offset: usize, bytes: &[u8]) {
-        let st = lock_state(&self.state);
-        let data = st.files.get(path).expect("file exists");
-        let mut guard = lock_state(data);
+        let mut st = lock_state(&self.state);
+        let data = st.files.entry(path.to_owned()).or_default().clone();
+        st.durable_files.insert(path.to_owned(), data.clone());
+        let mut guard = lock_state(&data);
         let d = &mut *guard;
         for buf in [&mut d.data, &mut d.durable] {
             if buf.len() < offset + bytes.len() {
@@ -456,8 +510,18 @@ impl MemIo {
         }
     }
 
+    fn alive(&self) -> io::Result<()> {
+        if lock_state(&self.state).dead {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+
     fn check(&self, op: FaultOp, path: &Path) -> io::Result<()> {
         let mut st = lock_state(&self.state);
+        if st.dead {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         let path = path.to_string_lossy();
         for fault in st.faults.iter_mut() {
             if fault.op != op || !path.contains(fault.path_contains.as_str()) {
@@ -564,6 +628,7 @@ impl Io for MemIo {
     type Queue = BlockingQueue<MemFile>;
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.alive()?;
         let mut st = lock_state(&self.state);
         if !st.dirs.iter().any(|d| d == path) {
             st.dirs.push(path.to_owned());
@@ -572,6 +637,7 @@ impl Io for MemIo {
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.alive()?;
         let st = lock_state(&self.state);
         Ok(st.files.contains_key(path) || st.dirs.iter().any(|d| d == path))
     }
@@ -601,6 +667,7 @@ impl Io for MemIo {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.alive()?;
         let st = lock_state(&self.state);
         if !st.dirs.iter().any(|d| d == dir) {
             return Err(io::ErrorKind::NotFound.into());
@@ -624,7 +691,10 @@ impl Io for MemIo {
     fn remove(&self, path: &Path) -> io::Result<()> {
         self.check(FaultOp::Remove, path)?;
         let mut st = lock_state(&self.state);
-        st.files.remove(path).map(|_| ()).ok_or(io::ErrorKind::NotFound.into())
+        st.files
+            .remove(path)
+            .map(|_| ())
+            .ok_or(io::ErrorKind::NotFound.into())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -686,6 +756,11 @@ mod tests {
         b.write_at(b"x", 0).unwrap();
         b.sync_data().unwrap();
         io.crash();
+        assert!(
+            a.write_at(b"late", 0).is_err(),
+            "a dead process writes nothing"
+        );
+        io.restart();
         assert_eq!(io.contents(&dir.join("a")).unwrap(), b"hello");
         assert!(io.contents(&dir.join("b")).is_none(), "entry never synced");
     }
@@ -737,7 +812,10 @@ mod tests {
         std::fs::write(&target, b"x").unwrap();
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let err = FileIo::default().open(&link, OpenMode::Create).err().unwrap();
+        let err = FileIo::default()
+            .open(&link, OpenMode::Create)
+            .err()
+            .unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
     }
 

@@ -60,11 +60,18 @@ impl<I: Io> Manager<I> {
     pub fn open_with(io: I, dir: &Path, options: &Options) -> Result<Manager<I>> {
         options.validate()?;
         let dir = dir.to_owned();
-        if !io.exists(&dir).context(|| format!("checking {}", dir.display()))? {
+        if !io
+            .exists(&dir)
+            .context(|| format!("checking {}", dir.display()))?
+        {
             if !options.create_if_missing {
-                return Err(Error::NotFound(format!("no WAL directory at {}", dir.display())));
+                return Err(Error::NotFound(format!(
+                    "no WAL directory at {}",
+                    dir.display()
+                )));
             }
-            io.create_dir(&dir).context(|| format!("creating {}", dir.display()))?;
+            io.create_dir(&dir)
+                .context(|| format!("creating {}", dir.display()))?;
         }
         let lock = match io.lock(&dir.join(LOCK_FILE)) {
             Ok(lock) => lock,
@@ -151,7 +158,8 @@ impl<I: Io> Manager<I> {
             preallocate: options.preallocate,
             sync_every_records: options.sync_every_records,
             sync_every_bytes: options.sync_every_bytes,
-            sync_interval: (options.sync_interval_us > 0).then(|| Duration::from_micros(options.sync_interval_us)),
+            sync_interval: (options.sync_interval_us > 0)
+                .then(|| Duration::from_micros(options.sync_interval_us)),
         };
         let writers = scans
             .iter()
@@ -161,8 +169,12 @@ impl<I: Io> Manager<I> {
             })
             .collect::<Result<Vec<_>>>()?;
         let writers: Arc<[Padded<Writer<I>>]> = writers.into();
-        let flusher = (options.flusher_interval_us > 0)
-            .then(|| start_flusher(writers.clone(), Duration::from_micros(options.flusher_interval_us)));
+        let flusher = (options.flusher_interval_us > 0).then(|| {
+            start_flusher(
+                writers.clone(),
+                Duration::from_micros(options.flusher_interval_us),
+            )
+        });
         Ok(Manager {
             io,
             dir,
@@ -192,9 +204,15 @@ impl<I: Io> Manager<I> {
     /// The writer of lane `core_id`. Writers live as long as the manager.
     pub fn writer(&self, core_id: u32) -> Result<&Writer<I>> {
         self.check_open()?;
-        self.writers.get(core_id as usize).map(|w| &**w).ok_or_else(|| {
-            Error::InvalidArgument(format!("core id {core_id} is out of range (num_cores is {})", self.writers.len()))
-        })
+        self.writers
+            .get(core_id as usize)
+            .map(|w| &**w)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "core id {core_id} is out of range (num_cores is {})",
+                    self.writers.len()
+                ))
+            })
     }
 
     /// The epoch new records are stamped with.
@@ -241,7 +259,12 @@ impl<I: Io> Manager<I> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        if let Some(flusher) = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(flusher) = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             drop(flusher.stop);
             let _ = flusher.thread.join();
         }
@@ -275,7 +298,12 @@ fn start_flusher<I: Io>(writers: Arc<[Padded<Writer<I>>]>, every: Duration) -> F
 }
 
 /// Repairs lane `scan` as its verdict allows and opens its writer state.
-fn open_lane<I: Io>(io: &I, config: &LaneConfig, shared: &Arc<Shared>, scan: &LaneScan) -> Result<Lane<I>> {
+fn open_lane<I: Io>(
+    io: &I,
+    config: &LaneConfig,
+    shared: &Arc<Shared>,
+    scan: &LaneScan,
+) -> Result<Lane<I>> {
     let dir = &config.dir;
     let core = scan.core_id;
     let Some(last) = scan.kept.last().copied() else {
@@ -283,7 +311,8 @@ fn open_lane<I: Io>(io: &I, config: &LaneConfig, shared: &Arc<Shared>, scan: &La
         for &index in &scan.beyond {
             remove(io, dir, core, index)?;
         }
-        io.sync_dir(dir).context(|| format!("syncing {}", dir.display()))?;
+        io.sync_dir(dir)
+            .context(|| format!("syncing {}", dir.display()))?;
         let file = prepare(io, dir, core, 0, config.segment_bytes, config.preallocate)?;
         let resume = Resume {
             segment_index: 0,
@@ -293,7 +322,16 @@ fn open_lane<I: Io>(io: &I, config: &LaneConfig, shared: &Arc<Shared>, scan: &La
             last_timestamp_ns: 0,
             last_epoch: None,
         };
-        return Lane::new(io.clone(), core, config.clone(), shared.clone(), file, true, resume, None);
+        return Lane::new(
+            io.clone(),
+            core,
+            config.clone(),
+            shared.clone(),
+            file,
+            true,
+            resume,
+            None,
+        );
     };
 
     let path = segment_path(dir, core, last.index);
@@ -310,9 +348,15 @@ fn open_lane<I: Io>(io: &I, config: &LaneConfig, shared: &Arc<Shared>, scan: &La
     let mut removed = false;
     for &index in &scan.beyond {
         if reusable.is_none() && index == last.index + 1 && scan.verdict == Verdict::Clean {
-            let next = io.open(&segment_path(dir, core, index), OpenMode::Existing).context(what)?;
+            let next = io
+                .open(&segment_path(dir, core, index), OpenMode::Existing)
+                .context(what)?;
             let len = next.len().context(what)?;
-            let ready = if config.preallocate { len == config.segment_bytes } else { len == 0 };
+            let ready = if config.preallocate {
+                len == config.segment_bytes
+            } else {
+                len == 0
+            };
             if ready {
                 reusable = Some(next);
                 continue;
@@ -327,7 +371,9 @@ fn open_lane<I: Io>(io: &I, config: &LaneConfig, shared: &Arc<Shared>, scan: &La
     // What an earlier process wrote may still sit in the page cache; make it
     // durable before reporting it as synced.
     for kept in &scan.kept {
-        let f = io.open(&segment_path(dir, core, kept.index), OpenMode::Existing).context(what)?;
+        let f = io
+            .open(&segment_path(dir, core, kept.index), OpenMode::Existing)
+            .context(what)?;
         f.sync_data().context(what)?;
     }
     let resume = Resume {
@@ -342,12 +388,22 @@ fn open_lane<I: Io>(io: &I, config: &LaneConfig, shared: &Arc<Shared>, scan: &La
         last.end_offset,
         SEGMENT_HEADER_LEN as u64 + (scan.end_position - last.base_position)
     );
-    Lane::new(io.clone(), core, config.clone(), shared.clone(), file, false, resume, reusable)
+    Lane::new(
+        io.clone(),
+        core,
+        config.clone(),
+        shared.clone(),
+        file,
+        false,
+        resume,
+        reusable,
+    )
 }
 
 fn remove<I: Io>(io: &I, dir: &Path, core: u32, index: u64) -> Result<()> {
     let path = segment_path(dir, core, index);
-    io.remove(&path).context(|| format!("removing {}", path.display()))
+    io.remove(&path)
+        .context(|| format!("removing {}", path.display()))
 }
 
 /// Overwrites `file` with zeros from `offset` to its end, durably.

@@ -28,7 +28,11 @@ impl Meta {
     pub fn encode(&self) -> String {
         let body = format!(
             "corewal-meta\nformat_version={}\nnum_cores={}\nsegment_bytes={}\nmax_record_bytes={}\npreallocate={}\n",
-            self.format_version, self.num_cores, self.segment_bytes, self.max_record_bytes, self.preallocate as u8
+            self.format_version,
+            self.num_cores,
+            self.segment_bytes,
+            self.max_record_bytes,
+            self.preallocate as u8
         );
         let crc = crc32c::crc32c(body.as_bytes());
         format!("{body}crc32c={crc:08x}\n")
@@ -37,7 +41,9 @@ impl Meta {
     pub fn decode(text: &[u8]) -> Result<Meta> {
         let bad = |why: &str| Error::CorruptMeta(format!("{META_FILE}: {why}"));
         let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
-        let split = text.rfind("crc32c=").ok_or_else(|| bad("no checksum line"))?;
+        let split = text
+            .rfind("crc32c=")
+            .ok_or_else(|| bad("no checksum line"))?;
         let (body, crc_line) = text.split_at(split);
         let stored = u32::from_str_radix(crc_line.trim_start_matches("crc32c=").trim(), 16)
             .map_err(|_| bad("unreadable checksum"))?;
@@ -56,11 +62,20 @@ impl Meta {
             preallocate: true,
         };
         for line in lines {
-            let (key, value) = line.split_once('=').ok_or_else(|| bad("line without '='"))?;
-            let number = || value.parse::<u64>().map_err(|_| bad(&format!("{key} is not a number")));
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| bad("line without '='"))?;
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| bad(&format!("{key} is not a number")))
+            };
             match key {
                 "format_version" => meta.format_version = number()? as u32,
-                "num_cores" => meta.num_cores = u32::try_from(number()?).map_err(|_| bad("num_cores too large"))?,
+                "num_cores" => {
+                    meta.num_cores =
+                        u32::try_from(number()?).map_err(|_| bad("num_cores too large"))?
+                }
                 "segment_bytes" => meta.segment_bytes = number()?,
                 "max_record_bytes" => meta.max_record_bytes = number()?,
                 "preallocate" => meta.preallocate = number()? != 0,
@@ -68,10 +83,16 @@ impl Meta {
             }
         }
         if meta.format_version != FORMAT_VERSION {
-            return Err(bad(&format!("format version {} is not supported", meta.format_version)));
+            return Err(bad(&format!(
+                "format version {} is not supported",
+                meta.format_version
+            )));
         }
         if meta.num_cores == 0 || meta.num_cores > crate::options::MAX_CORES {
-            return Err(bad(&format!("num_cores {} is out of range", meta.num_cores)));
+            return Err(bad(&format!(
+                "num_cores {} is out of range",
+                meta.num_cores
+            )));
         }
         Ok(meta)
     }
@@ -109,7 +130,10 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        assert_eq!(Meta::decode(sample().encode().as_bytes()).unwrap(), sample());
+        assert_eq!(
+            Meta::decode(sample().encode().as_bytes()).unwrap(),
+            sample()
+        );
     }
 
     #[test]

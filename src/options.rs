@@ -71,7 +71,10 @@ impl Options {
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidArgument(msg));
         if self.num_cores > MAX_CORES {
-            return bad(format!("num_cores {} is above the limit of {MAX_CORES}", self.num_cores));
+            return bad(format!(
+                "num_cores {} is above the limit of {MAX_CORES}",
+                self.num_cores
+            ));
         }
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes)
             || self.segment_bytes % FRAME_ALIGN as u64 != 0
@@ -112,7 +115,10 @@ mod tests {
         };
         assert!(with(&|o| o.num_cores = MAX_CORES + 1).is_err());
         assert!(with(&|o| o.segment_bytes = 4095).is_err());
-        assert!(with(&|o| o.segment_bytes = 4100).is_err(), "not a multiple of 8");
+        assert!(
+            with(&|o| o.segment_bytes = 4100).is_err(),
+            "not a multiple of 8"
+        );
         assert!(with(&|o| o.max_record_bytes = 0).is_err());
     }
 

@@ -118,7 +118,10 @@ impl LaneScan {
                  (acknowledged data is damaged)",
                 stop.reason, stop.position, self.max_mark_after_stop
             ),
-            _ => format!("{} at lane position {} (torn tail)", stop.reason, stop.position),
+            _ => format!(
+                "{} at lane position {} (torn tail)",
+                stop.reason, stop.position
+            ),
         };
         Err(Error::Corrupt {
             lane: self.core_id,
@@ -160,7 +163,9 @@ fn search_after(bytes: &[u8], from: usize, seed: u32) -> (u64, u64) {
             off += FRAME_ALIGN;
             continue;
         }
-        match check_frame(&bytes[off..], seed, READ_LIMIT).and_then(|f| Some((f, format::decode(f.payload)?))) {
+        match check_frame(&bytes[off..], seed, READ_LIMIT)
+            .and_then(|f| Some((f, format::decode(f.payload)?)))
+        {
             Some((frame, record)) => {
                 count += 1;
                 max_mark = max_mark.max(record.durable_mark);
@@ -237,7 +242,8 @@ fn map_segment<I: Io>(io: &I, dir: &Path, core_id: u32, index: u64) -> Result<I:
     let what = || format!("reading {}", path.display());
     let file = io.open(&path, OpenMode::Existing).context(what)?;
     let len = file.len().context(what)?;
-    let len = usize::try_from(len).map_err(|_| Error::io(what(), std::io::ErrorKind::FileTooLarge.into()))?;
+    let len = usize::try_from(len)
+        .map_err(|_| Error::io(what(), std::io::ErrorKind::FileTooLarge.into()))?;
     io.map(&file, len).context(what)
 }
 
@@ -294,11 +300,17 @@ pub fn scan_lane<I: Io>(io: &I, dir: &Path, core_id: u32, indexes: &[u64]) -> Re
             }
             Err(problem) => Some(stop_here(problem.to_string(), false)),
             Ok(h) if h.core_id != core_id || h.segment_index != index => Some(stop_here(
-                format!("header names lane {} segment {}", h.core_id, h.segment_index),
+                format!(
+                    "header names lane {} segment {}",
+                    h.core_id, h.segment_index
+                ),
                 false,
             )),
             Ok(h) if i > 0 && h.base_position != scan.end_position => Some(stop_here(
-                format!("base position {} does not continue the lane", h.base_position),
+                format!(
+                    "base position {} does not continue the lane",
+                    h.base_position
+                ),
                 false,
             )),
             Ok(_) => None,
@@ -341,7 +353,11 @@ pub fn scan_lane<I: Io>(io: &I, dir: &Path, core_id: u32, indexes: &[u64]) -> Re
             });
         }
     }
-    scan.verdict = judge(scan.stop.as_ref(), scan.frames_after_stop, scan.max_mark_after_stop);
+    scan.verdict = judge(
+        scan.stop.as_ref(),
+        scan.frames_after_stop,
+        scan.max_mark_after_stop,
+    );
     Ok(scan)
 }
 
@@ -452,7 +468,12 @@ impl<I: Io> LaneCursor<I> {
             if self.map.is_some() && self.off < self.end {
                 let map = self.map.as_ref().expect("checked");
                 let frame = check_frame(&map[self.off..self.end], self.seed, READ_LIMIT)
-                    .ok_or_else(|| self.corrupt(dir, "frame changed or failed its checksum while reading".into()))?;
+                    .ok_or_else(|| {
+                        self.corrupt(
+                            dir,
+                            "frame changed or failed its checksum while reading".into(),
+                        )
+                    })?;
                 let record = format::decode(frame.payload)
                     .ok_or_else(|| self.corrupt(dir, "record payload does not decode".into()))?;
                 if record.core_id != self.core_id {
@@ -497,7 +518,9 @@ impl<I: Io> LaneCursor<I> {
         let map = self.map.as_ref()?;
         let bytes = map.get(self.off..self.off + self.head_len)?;
         let payload_len = u32::from_le_bytes(bytes[..4].try_into().ok()?) as usize;
-        let record = format::decode(bytes.get(format::FRAME_HEADER_LEN..format::FRAME_HEADER_LEN + payload_len)?)?;
+        let record = format::decode(
+            bytes.get(format::FRAME_HEADER_LEN..format::FRAME_HEADER_LEN + payload_len)?,
+        )?;
         Some(Entry {
             epoch: record.epoch,
             timestamp_ns: record.timestamp_ns,
@@ -538,7 +561,12 @@ pub struct Recovery<I: Io> {
 impl<I: Io> Recovery<I> {
     /// Opens an iterator over `scans` (from [`scan_dir`]), reading each
     /// lane's valid prefix. Fails if a scan is refused by `opts.mode`.
-    pub fn new(io: I, dir: &Path, scans: Vec<LaneScan>, opts: &RecoveryOptions) -> Result<Recovery<I>> {
+    pub fn new(
+        io: I,
+        dir: &Path,
+        scans: Vec<LaneScan>,
+        opts: &RecoveryOptions,
+    ) -> Result<Recovery<I>> {
         let lane_count = scans.len() as u32;
         if let Some(lanes) = &opts.lanes
             && let Some(bad) = lanes.iter().find(|&&l| l >= lane_count)
@@ -665,17 +693,38 @@ mod tests {
         assert!(corrupt.check(dir, RecoveryMode::TolerateTornTail).is_err());
         assert!(corrupt.check(dir, RecoveryMode::Absolute).is_err());
         assert!(corrupt.check(dir, RecoveryMode::PointInTime).is_ok());
-        for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::Absolute, RecoveryMode::PointInTime] {
+        for mode in [
+            RecoveryMode::TolerateTornTail,
+            RecoveryMode::Absolute,
+            RecoveryMode::PointInTime,
+        ] {
             assert!(clean.check(dir, mode).is_ok());
         }
-        let msg = corrupt.check(dir, RecoveryMode::TolerateTornTail).unwrap_err().to_string();
-        assert!(msg.contains("lane 0") && msg.contains("wal-00000-0000000000.log") && msg.contains("offset 64"), "{msg}");
+        let msg = corrupt
+            .check(dir, RecoveryMode::TolerateTornTail)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("lane 0")
+                && msg.contains("wal-00000-0000000000.log")
+                && msg.contains("offset 64"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn mark_equal_to_the_stop_is_a_torn_tail() {
-        assert_eq!(scan_with(Some(stop(false)), 1, 100).verdict, Verdict::TornTail);
-        assert_eq!(scan_with(Some(stop(true)), 1, 100).verdict, Verdict::TornTail);
-        assert_eq!(scan_with(Some(stop(true)), 1, 101).verdict, Verdict::Corrupt);
+        assert_eq!(
+            scan_with(Some(stop(false)), 1, 100).verdict,
+            Verdict::TornTail
+        );
+        assert_eq!(
+            scan_with(Some(stop(true)), 1, 100).verdict,
+            Verdict::TornTail
+        );
+        assert_eq!(
+            scan_with(Some(stop(true)), 1, 101).verdict,
+            Verdict::Corrupt
+        );
     }
 }

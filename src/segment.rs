@@ -22,7 +22,11 @@ pub fn parse_segment_name(name: &str) -> Option<(u32, u64)> {
     if core.len() != 5 || index.len() != 10 {
         return None;
     }
-    if !core.bytes().chain(index.bytes()).all(|b| b.is_ascii_digit()) {
+    if !core
+        .bytes()
+        .chain(index.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     Some((core.parse().ok()?, index.parse().ok()?))
@@ -30,7 +34,11 @@ pub fn parse_segment_name(name: &str) -> Option<(u32, u64)> {
 
 /// The segment indexes of every lane found in `dir`, sorted, for lanes
 /// `0..lanes`. Segments of lanes at or beyond `lanes` are returned apart.
-pub fn list_segments<I: Io>(io: &I, dir: &Path, lanes: u32) -> Result<(Vec<Vec<u64>>, Vec<String>)> {
+pub fn list_segments<I: Io>(
+    io: &I,
+    dir: &Path,
+    lanes: u32,
+) -> Result<(Vec<Vec<u64>>, Vec<String>)> {
     let mut per_lane = vec![Vec::new(); lanes as usize];
     let mut foreign = Vec::new();
     for name in io
@@ -94,8 +102,16 @@ mod tests {
         let b = segment_name(3, 10);
         assert!(a < b);
         assert_eq!(parse_segment_name(&a), Some((3, 9)));
-        assert_eq!(parse_segment_name(&segment_name(u32::from(u16::MAX), 1 << 33)), Some((65535, 1 << 33)));
-        for bad in ["wal-1-2.log", "wal-00001-000000000x.log", "wal-00001-0000000001.log.tmp", "x"] {
+        assert_eq!(
+            parse_segment_name(&segment_name(u32::from(u16::MAX), 1 << 33)),
+            Some((65535, 1 << 33))
+        );
+        for bad in [
+            "wal-1-2.log",
+            "wal-00001-000000000x.log",
+            "wal-00001-0000000001.log.tmp",
+            "x",
+        ] {
             assert_eq!(parse_segment_name(bad), None, "{bad}");
         }
     }
@@ -107,10 +123,15 @@ mod tests {
         io.create_dir(dir).unwrap();
         prepare(&io, dir, 0, 1, 3 * ZERO_CHUNK as u64 / 2, true).unwrap();
         io.crash();
-        let bytes = io.contents(&segment_path(dir, 0, 1)).expect("survives a crash");
+        let bytes = io
+            .contents(&segment_path(dir, 0, 1))
+            .expect("survives a crash");
         assert_eq!(bytes.len(), 3 * ZERO_CHUNK / 2);
         assert!(bytes.iter().all(|&b| b == 0));
-        assert!(prepare(&io, dir, 0, 1, 4096, true).is_err(), "never reuses a name");
+        assert!(
+            prepare(&io, dir, 0, 1, 4096, true).is_err(),
+            "never reuses a name"
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::format::{Encoder, FRAME_HEADER_LEN, OpRef, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader, frame_seed, seal_frame};
+use crate::format::{
+    Encoder, FRAME_HEADER_LEN, OpRef, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader, frame_seed,
+    seal_frame,
+};
 use crate::io::{Completion, Io, SubmitQueue};
 use crate::segment::{prepare, segment_name};
 
@@ -162,7 +165,9 @@ impl<I: Io> Lane<I> {
         let dir = self.config.dir.clone();
         let (core, index) = (self.core_id, self.segment.index + 1);
         let (bytes, prealloc) = (self.config.segment_bytes, self.config.preallocate);
-        self.prepared = Some(std::thread::spawn(move || prepare(&io, &dir, core, index, bytes, prealloc)));
+        self.prepared = Some(std::thread::spawn(move || {
+            prepare(&io, &dir, core, index, bytes, prealloc)
+        }));
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -263,7 +268,10 @@ impl<I: Io> Lane<I> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let fresh = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(WRITE_BUF_BYTES));
+        let fresh = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_BUF_BYTES));
         let buf = std::mem::replace(&mut self.buf, fresh);
         let len = buf.len() as u64;
         self.queue.write(&self.segment.file, buf, self.buf_offset);
@@ -280,13 +288,15 @@ impl<I: Io> Lane<I> {
             match completion {
                 Completion::Write { mut buf, result } => {
                     if let Err(e) = result {
-                        failure.get_or_insert(format!("write to lane {} failed: {e}", self.core_id));
+                        failure
+                            .get_or_insert(format!("write to lane {} failed: {e}", self.core_id));
                     }
                     buf.clear();
                     self.spare.push(buf);
                 }
                 Completion::Sync { result: Err(e), .. } => {
-                    failure.get_or_insert(format!("fdatasync of lane {} failed: {e}", self.core_id));
+                    failure
+                        .get_or_insert(format!("fdatasync of lane {} failed: {e}", self.core_id));
                 }
                 Completion::Sync { .. } => {}
             }
@@ -365,7 +375,8 @@ impl<I: Io> Lane<I> {
         let c = &self.config;
         let due = (c.sync_every_records > 0 && self.records_since_sync >= c.sync_every_records)
             || (c.sync_every_bytes > 0 && self.bytes_since_sync >= c.sync_every_bytes)
-            || c.sync_interval.is_some_and(|every| self.last_sync.elapsed() >= every);
+            || c.sync_interval
+                .is_some_and(|every| self.last_sync.elapsed() >= every);
         if due { self.sync() } else { Ok(()) }
     }
 
@@ -446,7 +457,8 @@ impl<I: Io> Writer<I> {
 
     fn publish(&self, lane: &Lane<I>) {
         self.position.store(lane.position(), Ordering::Release);
-        self.synced_position.store(lane.synced_position(), Ordering::Release);
+        self.synced_position
+            .store(lane.synced_position(), Ordering::Release);
         self.sequence.store(lane.next_sequence(), Ordering::Release);
     }
 
@@ -461,7 +473,11 @@ impl<I: Io> Writer<I> {
     }
 
     /// Appends a COMMIT of source offsets and an optional watermark.
-    pub fn append_commit(&self, offsets: &[crate::format::SourceOffsetRef<'_>], watermark: Option<i64>) -> Result<u64> {
+    pub fn append_commit(
+        &self,
+        offsets: &[crate::format::SourceOffsetRef<'_>],
+        watermark: Option<i64>,
+    ) -> Result<u64> {
         self.with_lane(|lane| lane.append(OpRef::Commit { offsets, watermark }))
     }
 
@@ -483,7 +499,10 @@ impl<I: Io> Writer<I> {
     /// Syncs, waiting for a thread that is inside the writer.
     pub(crate) fn sync_waiting(&self) -> Result<()> {
         let mut guard = self.lane.lock().map_err(|_| {
-            Error::Poisoned(format!("a panic interrupted an earlier call on writer {}", self.core_id))
+            Error::Poisoned(format!(
+                "a panic interrupted an earlier call on writer {}",
+                self.core_id
+            ))
         })?;
         let lane = guard.as_mut().ok_or(Error::Closed("writer"))?;
         let result = lane.sync();
@@ -530,5 +549,37 @@ impl<I: Io> Writer<I> {
 
     pub fn core_id(&self) -> u32 {
         self.core_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::error::Error;
+    use crate::io::MemIo;
+    use crate::manager::Manager;
+    use crate::options::Options;
+
+    #[test]
+    fn a_second_thread_entering_a_writer_gets_busy() {
+        let options = Options {
+            num_cores: 1,
+            segment_bytes: 16 << 10,
+            ..Options::default()
+        };
+        let m = Manager::open_with(MemIo::new(), Path::new("/wal"), &options).unwrap();
+        let w = m.writer(0).unwrap();
+        let inside = w.lane.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(matches!(w.append_put(b"k", b"v"), Err(Error::Busy(0))));
+                assert!(matches!(w.sync(), Err(Error::Busy(0))));
+                assert!(matches!(w.epoch_barrier(), Err(Error::Busy(0))));
+            });
+        });
+        drop(inside);
+        w.append_put(b"k", b"v").expect("free again");
+        assert_eq!(w.sequence(), 1);
     }
 }

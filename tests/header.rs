@@ -51,7 +51,10 @@ fn committed_header_matches_a_fresh_generation() {
 #[test]
 fn header_version_macros_follow_cargo() {
     let header = std::fs::read_to_string(committed_path()).unwrap();
-    for line in version_macros().lines().filter(|l| l.starts_with("#define")) {
+    for line in version_macros()
+        .lines()
+        .filter(|l| l.starts_with("#define"))
+    {
         assert!(header.contains(line), "missing `{line}`");
     }
 }
@@ -67,8 +70,14 @@ fn every_exported_function_is_documented() {
         if line.starts_with([' ', '#', '/']) || line.starts_with("typedef") {
             continue;
         }
-        let Some((before, _)) = line.split_once('(') else { continue };
-        let name = before.split_whitespace().last().unwrap_or("").trim_start_matches('*');
+        let Some((before, _)) = line.split_once('(') else {
+            continue;
+        };
+        let name = before
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .trim_start_matches('*');
         if !name.starts_with("cw_") {
             continue;
         }
@@ -81,7 +90,13 @@ fn every_exported_function_is_documented() {
         }
         let doc = doc.join("\n");
         assert!(!doc.is_empty(), "{name} has no doc comment");
-        assert!(doc.contains("Thread safety"), "{name}'s doc does not say who may call it concurrently");
+        assert!(
+            doc.contains("Thread safety"),
+            "{name}'s doc does not say who may call it concurrently"
+        );
     }
-    assert!(functions >= 27, "found only {functions} functions; is the parser broken?");
+    assert!(
+        functions >= 27,
+        "found only {functions} functions; is the parser broken?"
+    );
 }

@@ -1,0 +1,419 @@
+//! Recovery: torn tails against corruption (one test per situation of the
+//! table in `src/recovery.rs`), recovery modes, options, and hostile input.
+
+mod common;
+
+use common::*;
+use corewal::format::{SEGMENT_HEADER_LEN, frame_len};
+use corewal::io::Io;
+use corewal::{Error, Manager, MemIo, Options, RecoveryMode, RecoveryOptions};
+
+/// Two synced batches in lane 0 (one 16 KiB segment), closed. Returns the
+/// lane position where batch 2 starts.
+fn two_batches(io: &MemIo) -> u64 {
+    let m = open(io, 1);
+    let w = m.writer(0).unwrap();
+    for i in 0..5u32 {
+        w.append_put(format!("a{i}").as_bytes(), b"first").unwrap();
+    }
+    w.sync().unwrap();
+    let second = w.position();
+    for i in 0..5u32 {
+        w.append_put(format!("b{i}").as_bytes(), b"second").unwrap();
+    }
+    w.sync().unwrap();
+    m.close().unwrap();
+    second
+}
+
+fn flip(io: &MemIo, path: &std::path::Path, offset: usize) {
+    let byte = io.contents(path).unwrap()[offset];
+    io.poke(path, offset, &[byte ^ 0x01]);
+}
+
+fn reopen(io: &MemIo, mode: RecoveryMode) -> corewal::Result<Manager<MemIo>> {
+    Manager::open_with(
+        io.clone(),
+        dir(),
+        &Options {
+            recovery_mode: mode,
+            ..options(1)
+        },
+    )
+}
+
+#[test]
+fn clean_end_in_zeros_opens_with_every_record() {
+    let io = MemIo::new();
+    two_batches(&io);
+    for mode in [
+        RecoveryMode::TolerateTornTail,
+        RecoveryMode::Absolute,
+        RecoveryMode::PointInTime,
+    ] {
+        reopen(&io, mode).unwrap().close().unwrap();
+    }
+    assert_eq!(read_all(&io, dir()).unwrap().len(), 10);
+}
+
+#[test]
+fn damage_below_a_later_durable_mark_is_corruption() {
+    let io = MemIo::new();
+    two_batches(&io);
+    let before = io.contents(&segment(0, 0)).unwrap();
+    flip(&io, &segment(0, 0), SEGMENT_HEADER_LEN + 20);
+    let damaged = io.contents(&segment(0, 0)).unwrap();
+    let err = reopen(&io, RecoveryMode::TolerateTornTail).err().unwrap();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt {
+                lane: 0,
+                offset: 64,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("wal-00000-0000000000.log") && msg.contains("lane 0"),
+        "{msg}"
+    );
+    assert_eq!(
+        io.contents(&segment(0, 0)).unwrap(),
+        damaged,
+        "a refused open changes nothing"
+    );
+    assert_ne!(before, damaged);
+    assert!(matches!(read_all(&io, dir()), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        reopen(&io, RecoveryMode::Absolute),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn point_in_time_stops_at_the_first_damage_even_when_it_is_corruption() {
+    let io = MemIo::new();
+    let second = two_batches(&io);
+    flip(
+        &io,
+        &segment(0, 0),
+        SEGMENT_HEADER_LEN + second as usize + 20,
+    );
+    let opts = RecoveryOptions {
+        mode: RecoveryMode::PointInTime,
+        ..Default::default()
+    };
+    let recs = read_with(&io, dir(), &opts).unwrap();
+    assert_eq!(puts(&recs, 0).len(), 5, "batch 1 only");
+    reopen(&io, RecoveryMode::PointInTime)
+        .unwrap()
+        .close()
+        .unwrap();
+    assert_eq!(
+        read_all(&io, dir()).unwrap().len(),
+        5,
+        "the cut is permanent after repair"
+    );
+}
+
+#[test]
+fn damage_in_the_last_unvouched_batch_is_a_torn_tail() {
+    let io = MemIo::new();
+    let second = two_batches(&io);
+    // Nothing after batch 2 carries a durable mark above its start.
+    flip(
+        &io,
+        &segment(0, 0),
+        SEGMENT_HEADER_LEN + second as usize + 20,
+    );
+    assert!(
+        matches!(
+            reopen(&io, RecoveryMode::Absolute),
+            Err(Error::Corrupt { .. })
+        ),
+        "absolute refuses any damage"
+    );
+    let m = reopen(&io, RecoveryMode::TolerateTornTail).unwrap();
+    assert_eq!(m.writer(0).unwrap().position(), second);
+    assert_eq!(m.writer(0).unwrap().sequence(), 5);
+    m.close().unwrap();
+    assert_eq!(read_all(&io, dir()).unwrap().len(), 5);
+}
+
+#[test]
+fn garbage_after_the_end_is_cut_and_never_resurrected() {
+    let io = MemIo::new();
+    let m = open(&io, 1);
+    let w = m.writer(0).unwrap();
+    for i in 0..3u32 {
+        w.append_put(&i.to_be_bytes(), b"kept").unwrap();
+    }
+    w.sync().unwrap();
+    let end = w.position() as usize;
+    // A stale, valid frame far beyond the end, and a partial frame at it.
+    for i in 3..6u32 {
+        w.append_put(&i.to_be_bytes(), b"stale").unwrap();
+    }
+    m.close().unwrap();
+    let stale = io.contents(&segment(0, 0)).unwrap()[SEGMENT_HEADER_LEN + end..].to_vec();
+    io.poke(&segment(0, 0), SEGMENT_HEADER_LEN + end, &[0xAB; 20]);
+    io.poke(
+        &segment(0, 0),
+        SEGMENT_HEADER_LEN + end + 4096,
+        &stale[..frame_len(60)],
+    );
+    let m = open(&io, 1);
+    let w = m.writer(0).unwrap();
+    assert_eq!(w.position() as usize, end);
+    // Refill exactly up to where the stale frame sat; it must not come back.
+    w.append_put(b"new", b"after repair").unwrap();
+    m.close().unwrap();
+    let bytes = io.contents(&segment(0, 0)).unwrap();
+    assert!(
+        bytes[SEGMENT_HEADER_LEN + end + 4096..]
+            .iter()
+            .all(|&b| b == 0),
+        "tail zeroed"
+    );
+    let ops: Vec<String> = read_all(&io, dir())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.op)
+        .collect();
+    assert_eq!(ops.len(), 4);
+    assert_eq!(ops[3], "put new after repair");
+}
+
+#[test]
+fn frame_copied_from_another_lane_does_not_validate() {
+    let io = MemIo::new();
+    let m = open(&io, 2);
+    m.writer(0).unwrap().append_put(b"lane", b"zero").unwrap();
+    let end0 = SEGMENT_HEADER_LEN + m.writer(0).unwrap().position() as usize;
+    m.writer(1).unwrap().append_put(b"lane", b"one").unwrap();
+    m.writer(1)
+        .unwrap()
+        .append_put(b"lane", b"one again")
+        .unwrap();
+    m.sync_all().unwrap();
+    m.close().unwrap();
+    let lane1 = io.contents(&segment(1, 0)).unwrap();
+    // Misdirected write: lane 1's frames land at lane 0's end.
+    let frames = &lane1[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 2 * frame_len(100)];
+    io.poke(&segment(0, 0), end0, frames);
+    let recs = read_all(&io, dir()).unwrap();
+    assert_eq!(puts(&recs, 0), vec!["put lane zero"]);
+}
+
+#[test]
+fn a_missing_middle_segment_behind_acknowledged_data_is_corruption() {
+    let io = MemIo::new();
+    let m = open(&io, 1);
+    let w = m.writer(0).unwrap();
+    for i in 0..60u32 {
+        w.append_put(&i.to_be_bytes(), &[b'x'; 900]).unwrap();
+        w.sync().unwrap();
+    }
+    m.close().unwrap();
+    assert!(io.contents(&segment(0, 3)).is_some());
+    io.remove(&segment(0, 1)).unwrap();
+    let err = reopen(&io, RecoveryMode::TolerateTornTail).err().unwrap();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("segment 1 is missing"), "{err}");
+}
+
+#[test]
+fn a_damaged_segment_header_behind_acknowledged_data_is_corruption() {
+    let io = MemIo::new();
+    let m = open(&io, 1);
+    let w = m.writer(0).unwrap();
+    for i in 0..60u32 {
+        w.append_put(&i.to_be_bytes(), &[b'x'; 900]).unwrap();
+        w.sync().unwrap();
+    }
+    m.close().unwrap();
+    flip(&io, &segment(0, 1), 30);
+    let err = reopen(&io, RecoveryMode::TolerateTornTail).err().unwrap();
+    assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+#[test]
+fn unused_prepared_segment_at_the_end_is_a_clean_end() {
+    let io = MemIo::new();
+    let m = open(&io, 1);
+    m.writer(0).unwrap().append_put(b"k", b"v").unwrap();
+    m.close().unwrap();
+    assert!(
+        io.contents(&segment(0, 1)).unwrap().iter().all(|&b| b == 0),
+        "prepared next segment"
+    );
+    reopen(&io, RecoveryMode::Absolute)
+        .unwrap()
+        .close()
+        .unwrap();
+    assert_eq!(read_all(&io, dir()).unwrap().len(), 1);
+}
+
+#[test]
+fn read_only_recovery_changes_nothing_and_runs_beside_a_manager() {
+    let io = MemIo::new();
+    let second = two_batches(&io);
+    flip(
+        &io,
+        &segment(0, 0),
+        SEGMENT_HEADER_LEN + second as usize + 20,
+    );
+    let snapshot = io.contents(&segment(0, 0)).unwrap();
+    assert_eq!(read_all(&io, dir()).unwrap().len(), 5);
+    assert_eq!(io.contents(&segment(0, 0)).unwrap(), snapshot);
+    let m = open(&io, 1);
+    m.writer(0).unwrap().append_put(b"more", b"data").unwrap();
+    m.writer(0).unwrap().sync().unwrap();
+    assert_eq!(
+        read_all(&io, dir()).unwrap().len(),
+        6,
+        "sees the durable prefix while locked"
+    );
+    let mut via_manager = m.recover(&RecoveryOptions::default()).unwrap();
+    let mut n = 0;
+    while via_manager.next().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 6);
+}
+
+#[test]
+fn max_epoch_and_lane_filter_select_records() {
+    let io = MemIo::new();
+    let m = open(&io, 3);
+    for core in 0..3 {
+        m.writer(core).unwrap().append_put(b"e1", b"v").unwrap();
+    }
+    m.advance_epoch().unwrap();
+    for core in 0..3 {
+        m.writer(core).unwrap().append_put(b"e2", b"v").unwrap();
+    }
+    m.close().unwrap();
+    let upto1 = read_with(
+        &io,
+        dir(),
+        &RecoveryOptions {
+            max_epoch: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(upto1.len(), 3);
+    assert!(upto1.iter().all(|r| r.epoch == 1));
+    let lanes = read_with(
+        &io,
+        dir(),
+        &RecoveryOptions {
+            lanes: Some(vec![2, 0]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(lanes.iter().all(|r| r.core != 1));
+    assert_eq!(lanes.len(), 6, "two puts and a barrier per lane");
+    let bad = read_with(
+        &io,
+        dir(),
+        &RecoveryOptions {
+            lanes: Some(vec![3]),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(bad, Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn a_directory_without_a_wal_is_not_found() {
+    let io = MemIo::new();
+    io.create_dir(dir()).unwrap();
+    assert!(matches!(read_all(&io, dir()), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn damaged_metadata_is_corruption() {
+    let io = MemIo::new();
+    open(&io, 1).close().unwrap();
+    let meta = dir().join(corewal::meta::META_FILE);
+    flip(&io, &meta, 20);
+    assert!(matches!(
+        reopen(&io, RecoveryMode::TolerateTornTail),
+        Err(Error::CorruptMeta(_))
+    ));
+}
+
+/// Random damage of every kind: reading and opening answer with records or
+/// an error, never a panic, a hang or a huge allocation.
+#[test]
+fn hostile_bytes_never_crash_the_reader() {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let io = MemIo::new();
+    let m = open(&io, 2);
+    for i in 0..200u32 {
+        let w = m.writer(i % 2).unwrap();
+        w.append_put(&i.to_be_bytes(), &vec![b'v'; (i * 37 % 700) as usize])
+            .unwrap();
+        if i % 7 == 0 {
+            w.sync().unwrap();
+        }
+    }
+    m.close().unwrap();
+    drop(m);
+    let files: Vec<_> = (0..2)
+        .flat_map(|c| (0..4).map(move |s| segment(c, s)))
+        .collect();
+    let pristine: Vec<_> = files.iter().map(|f| io.contents(f)).collect();
+    for round in 0..300 {
+        for (f, p) in files.iter().zip(&pristine) {
+            if let Some(p) = p {
+                io.poke(f, 0, p);
+            }
+        }
+        for _ in 0..(1 + next() % 4) {
+            let (f, p) = (&files[(next() % files.len() as u64) as usize], &pristine[0]);
+            let Some(len) = io
+                .contents(f)
+                .map(|b| b.len())
+                .or(p.as_ref().map(|p| p.len()))
+            else {
+                continue;
+            };
+            if len == 0 {
+                continue;
+            }
+            let at = (next() % len as u64) as usize;
+            let bytes: Vec<u8> = match next() % 3 {
+                0 => vec![(next() & 0xff) as u8],
+                1 => (next() as u32 | 0x8000_0000).to_le_bytes().to_vec(), // a huge length
+                _ => (0..(next() % 64)).map(|_| next() as u8).collect(),
+            };
+            io.poke(f, at.min(len.saturating_sub(bytes.len())), &bytes);
+        }
+        let _ = read_all(&io, dir()).map(|r| r.len());
+        if round % 10 == 0
+            && let Ok(m) = Manager::open_with(
+                io.clone(),
+                dir(),
+                &Options {
+                    recovery_mode: RecoveryMode::PointInTime,
+                    ..options(2)
+                },
+            )
+        {
+            m.close().ok();
+        }
+    }
+}
