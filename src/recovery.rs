@@ -152,15 +152,44 @@ struct SegmentScan {
     max_mark_after: u64,
 }
 
-/// Finds the greatest durable mark among valid frames in `bytes[from..]`,
+/// Releases a mapping's pages behind a reader, a step at a time, so reading
+/// a segment never holds more than a few MiB of it resident.
+#[derive(Default)]
+struct Behind {
+    released: usize,
+}
+
+/// Pages released behind a reader at a time.
+const RELEASE_STEP: usize = 4 << 20;
+
+impl Behind {
+    fn advance<M: MappedFile>(&mut self, map: &M, offset: usize) {
+        let floor = offset & !4095;
+        if floor >= self.released + RELEASE_STEP {
+            map.release(self.released, floor - self.released);
+            self.released = floor;
+        }
+    }
+}
+
+/// Finds the greatest durable mark among valid frames in `map[from..]`,
 /// stepping over garbage one frame alignment at a time.
-fn search_after(bytes: &[u8], from: usize, seed: u32) -> (u64, u64) {
+fn search_after<M: MappedFile>(map: &M, from: usize, seed: u32, behind: &mut Behind) -> (u64, u64) {
+    let bytes: &[u8] = map;
     let mut off = from.next_multiple_of(FRAME_ALIGN);
     let (mut count, mut max_mark) = (0u64, 0u64);
     while off + FRAME_ALIGN <= bytes.len() {
-        // Zero words are the common case (a preallocated tail); skip them fast.
+        behind.advance(map, off);
+        // Zeros are the common case (a preallocated tail): skip runs fast.
         if bytes[off..off + FRAME_ALIGN].iter().all(|&b| b == 0) {
             off += FRAME_ALIGN;
+            while bytes
+                .get(off..off + 64)
+                .is_some_and(|run| run.iter().all(|&b| b == 0))
+            {
+                off += 64;
+                behind.advance(map, off);
+            }
             continue;
         }
         match check_frame(&bytes[off..], seed, READ_LIMIT)
@@ -177,12 +206,15 @@ fn search_after(bytes: &[u8], from: usize, seed: u32) -> (u64, u64) {
     (count, max_mark)
 }
 
-fn scan_segment(bytes: &[u8], core_id: u32, index: u64, all_after: bool) -> SegmentScan {
+fn scan_segment<M: MappedFile>(map: &M, core_id: u32, index: u64, all_after: bool) -> SegmentScan {
+    let bytes: &[u8] = map;
+    let mut behind = Behind::default();
     let seed = frame_seed(core_id, index);
     let header = SegmentHeader::decode(bytes);
     let header_ok = matches!(header, Ok(h) if h.core_id == core_id && h.segment_index == index);
     if all_after || !header_ok {
-        let (frames_after, max_mark_after) = search_after(bytes, SEGMENT_HEADER_LEN, seed);
+        let (frames_after, max_mark_after) =
+            search_after(map, SEGMENT_HEADER_LEN, seed, &mut behind);
         return SegmentScan {
             header,
             prefix_end: SEGMENT_HEADER_LEN,
@@ -202,6 +234,7 @@ fn scan_segment(bytes: &[u8], core_id: u32, index: u64, all_after: bool) -> Segm
             Some(frame) => {
                 last_frame = Some((off, frame.payload));
                 off += frame.frame_len;
+                behind.advance(map, off);
             }
             None if head.iter().all(|&b| b == 0) => break PrefixEnd::Zeros,
             None => break PrefixEnd::Damage,
@@ -226,7 +259,8 @@ fn scan_segment(bytes: &[u8], core_id: u32, index: u64, all_after: bool) -> Segm
             }
         }
     }
-    let (frames_after, max_mark_after) = search_after(bytes, off + format::FRAME_HEADER_LEN, seed);
+    let (frames_after, max_mark_after) =
+        search_after(map, off + format::FRAME_HEADER_LEN, seed, &mut behind);
     SegmentScan {
         header,
         prefix_end: off,
@@ -428,10 +462,6 @@ fn order_key(r: &RecordView<'_>) -> OrderKey {
     (r.epoch, r.timestamp_ns, r.core_id, r.sequence)
 }
 
-/// Pages of a mapping released behind the reader at a time, which keeps the
-/// resident set bounded by lanes instead of segment size.
-const RELEASE_STEP: usize = 4 << 20;
-
 struct LaneCursor<I: Io> {
     core_id: u32,
     segments: Vec<KeptSegment>,
@@ -443,7 +473,7 @@ struct LaneCursor<I: Io> {
     /// Offset of the head frame in `map`.
     off: usize,
     head_len: usize,
-    released: usize,
+    behind: Behind,
     expected_sequence: Option<u64>,
 }
 
@@ -508,7 +538,7 @@ impl<I: Io> LaneCursor<I> {
             self.seed = frame_seed(self.core_id, segment.index);
             self.base_position = segment.base_position;
             self.off = SEGMENT_HEADER_LEN;
-            self.released = 0;
+            self.behind = Behind::default();
         }
     }
 
@@ -534,11 +564,7 @@ impl<I: Io> LaneCursor<I> {
     fn step(&mut self) {
         self.off += self.head_len;
         if let Some(map) = &self.map {
-            let behind = self.off & !(4095);
-            if behind >= self.released + RELEASE_STEP {
-                map.release(self.released, behind - self.released);
-                self.released = behind;
-            }
+            self.behind.advance(map, self.off);
         }
     }
 }
@@ -602,7 +628,7 @@ impl<I: Io> Recovery<I> {
                 end: 0,
                 off: 0,
                 head_len: 0,
-                released: 0,
+                behind: Behind::default(),
                 expected_sequence: None,
             };
             if let Some(key) = cursor.settle(&recovery.io, &recovery.dir, opts.max_epoch)? {
