@@ -253,22 +253,26 @@ fn deref<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, Error> {
     unsafe { ptr.as_ref() }.ok_or_else(|| invalid(format!("{name} is NULL")))
 }
 
-/// Borrows `len` bytes at `ptr`; NULL is accepted only with `len == 0`.
-fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
-    if ptr.is_null() {
-        return if len == 0 {
-            Ok(&[])
-        } else {
-            Err(invalid(format!("{name} is NULL but its length is {len}")))
-        };
+/// Borrows `len` values at `ptr`; NULL is accepted only with `len == 0`.
+fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T], Error> {
+    if len == 0 {
+        return Ok(&[]);
     }
-    if len > isize::MAX as usize {
+    if ptr.is_null() {
+        return Err(invalid(format!("{name} is NULL but its length is {len}")));
+    }
+    if len > isize::MAX as usize / size_of::<T>().max(1) {
         return Err(invalid(format!("{name} length {len} is too large")));
     }
-    // SAFETY: by the export's contract `ptr` points to `len` readable bytes
+    // SAFETY: by the export's contract `ptr` points to `len` readable values
     // that stay unchanged during the call; NULL and overlong lengths are
     // refused above.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Borrows `len` bytes at `ptr`; NULL is accepted only with `len == 0`.
+fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'a [u8], Error> {
+    slice(ptr, len, name)
 }
 
 /// Writes `value` through an out-parameter, refusing NULL.
@@ -416,18 +420,10 @@ fn convert_options(ptr: *const cw_options) -> Result<Options, Error> {
 
 fn convert_recovery_options(ptr: *const cw_recovery_options) -> Result<RecoveryOptions, Error> {
     let raw = read_sized(ptr, default_recovery_options(), "opts")?;
-    let lanes = if raw.lanes.is_null() {
-        if raw.lanes_len != 0 {
-            return Err(invalid("opts.lanes is NULL but opts.lanes_len is not 0"));
-        }
+    let lanes = if raw.lanes.is_null() && raw.lanes_len == 0 {
         None
     } else {
-        if raw.lanes_len > (isize::MAX as usize) / size_of::<u32>() {
-            return Err(invalid("opts.lanes_len is too large"));
-        }
-        // SAFETY: the caller promises `lanes` points to `lanes_len` readable
-        // u32s for the duration of the call.
-        Some(unsafe { std::slice::from_raw_parts(raw.lanes, raw.lanes_len) }.to_vec())
+        Some(slice(raw.lanes, raw.lanes_len, "opts.lanes")?.to_vec())
     };
     Ok(RecoveryOptions {
         mode: RecoveryMode::try_from(raw.mode)?,
@@ -804,19 +800,7 @@ pub extern "C" fn cw_writer_append_commit(
     position_out: *mut u64,
 ) -> cw_status {
     append(writer, position_out, |w| {
-        if offsets.is_null() && offsets_len != 0 {
-            return Err(invalid("offsets is NULL but offsets_len is not 0"));
-        }
-        if offsets_len > (isize::MAX as usize) / size_of::<cw_source_offset>() {
-            return Err(invalid("offsets_len is too large"));
-        }
-        let raw: &[cw_source_offset] = if offsets_len == 0 {
-            &[]
-        } else {
-            // SAFETY: the caller promises `offsets` points to `offsets_len`
-            // readable entries for the duration of the call.
-            unsafe { std::slice::from_raw_parts(offsets, offsets_len) }
-        };
+        let raw = slice(offsets, offsets_len, "offsets")?;
         let pairs = raw
             .iter()
             .map(|o| {

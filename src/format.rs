@@ -23,14 +23,14 @@ pub const FRAME_HEADER_LEN: usize = 8;
 /// Frames start on this boundary.
 pub const FRAME_ALIGN: usize = 8;
 
-const _: () = assert!(SEGMENT_HEADER_LEN % FRAME_ALIGN == 0);
-const _: () = assert!(FRAME_HEADER_LEN % FRAME_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
+const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
 const _: () = assert!(FRAME_ALIGN.is_power_of_two());
 
 /// Bytes a frame with a payload of `payload_len` bytes occupies on disk.
 #[inline]
 pub const fn frame_len(payload_len: usize) -> usize {
-    FRAME_HEADER_LEN + (payload_len + FRAME_ALIGN - 1) / FRAME_ALIGN * FRAME_ALIGN
+    FRAME_HEADER_LEN + payload_len.div_ceil(FRAME_ALIGN) * FRAME_ALIGN
 }
 
 /// The identity of a segment, written in its header.

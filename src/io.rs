@@ -38,7 +38,8 @@ pub trait IoFile: Send + Sync + 'static {
     fn sync_data(&self) -> io::Result<()>;
     /// fsync (data and metadata such as the size).
     fn sync_all(&self) -> io::Result<()>;
-    fn len(&self) -> io::Result<u64>;
+    /// The file's size in bytes.
+    fn size(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
 }
 
@@ -102,7 +103,7 @@ pub trait Io: Clone + Send + Sync + 'static {
     /// Reads a whole small file.
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
         let file = self.open(path, OpenMode::Existing)?;
-        let len = file.len()?;
+        let len = file.size()?;
         if len > MAX_SMALL_FILE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -220,7 +221,7 @@ impl IoFile for File {
         File::sync_all(self)
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 
@@ -584,7 +585,7 @@ impl IoFile for MemFile {
         Ok(())
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(lock_state(&self.data).data.len() as u64)
     }
 

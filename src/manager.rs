@@ -16,7 +16,7 @@ use crate::meta::{LOCK_FILE, Meta};
 use crate::options::Options;
 use crate::recovery::{LaneScan, Recovery, RecoveryOptions, Verdict, scan_lane};
 use crate::segment::{list_segments, prepare, segment_path};
-use crate::writer::{Lane, LaneConfig, Resume, Shared, Writer};
+use crate::writer::{Lane, LaneConfig, LaneStart, Resume, Shared, Writer};
 
 /// Keeps each writer on its own cache lines, so two cores appending to two
 /// lanes never write to the same line.
@@ -327,10 +327,12 @@ fn open_lane<I: Io>(
             core,
             config.clone(),
             shared.clone(),
-            file,
-            true,
-            resume,
-            None,
+            LaneStart {
+                file,
+                fresh: true,
+                resume,
+                prepared_next: None,
+            },
         );
     };
 
@@ -351,7 +353,7 @@ fn open_lane<I: Io>(
             let next = io
                 .open(&segment_path(dir, core, index), OpenMode::Existing)
                 .context(what)?;
-            let len = next.len().context(what)?;
+            let len = next.size().context(what)?;
             let ready = if config.preallocate {
                 len == config.segment_bytes
             } else {
@@ -393,10 +395,12 @@ fn open_lane<I: Io>(
         core,
         config.clone(),
         shared.clone(),
-        file,
-        false,
-        resume,
-        reusable,
+        LaneStart {
+            file,
+            fresh: false,
+            resume,
+            prepared_next: reusable,
+        },
     )
 }
 
@@ -409,7 +413,7 @@ fn remove<I: Io>(io: &I, dir: &Path, core: u32, index: u64) -> Result<()> {
 /// Overwrites `file` with zeros from `offset` to its end, durably.
 fn zero_from<F: IoFile>(file: &F, offset: u64) -> std::io::Result<()> {
     const CHUNK: usize = 1 << 20;
-    let len = file.len()?;
+    let len = file.size()?;
     let zeros = vec![0u8; CHUNK];
     let mut off = offset;
     while off < len {

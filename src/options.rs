@@ -77,7 +77,7 @@ impl Options {
             ));
         }
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes)
-            || self.segment_bytes % FRAME_ALIGN as u64 != 0
+            || !self.segment_bytes.is_multiple_of(FRAME_ALIGN as u64)
         {
             return bad(format!(
                 "segment_bytes {} must be a multiple of {FRAME_ALIGN} between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES}",

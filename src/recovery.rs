@@ -275,7 +275,7 @@ fn map_segment<I: Io>(io: &I, dir: &Path, core_id: u32, index: u64) -> Result<I:
     let path = segment_path(dir, core_id, index);
     let what = || format!("reading {}", path.display());
     let file = io.open(&path, OpenMode::Existing).context(what)?;
-    let len = file.len().context(what)?;
+    let len = file.size().context(what)?;
     let len = usize::try_from(len)
         .map_err(|_| Error::io(what(), std::io::ErrorKind::FileTooLarge.into()))?;
     io.map(&file, len).context(what)

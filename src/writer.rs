@@ -42,6 +42,17 @@ pub(crate) struct LaneConfig {
     pub sync_interval: Option<Duration>,
 }
 
+/// The files a lane starts with and where it resumes.
+pub(crate) struct LaneStart<F> {
+    /// The segment to append to (`resume.segment_index`).
+    pub file: F,
+    /// The segment's header still has to be written.
+    pub fresh: bool,
+    pub resume: Resume,
+    /// An already prepared next segment, if one was found.
+    pub prepared_next: Option<F>,
+}
+
 /// Where a reopened lane resumes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Resume {
@@ -92,18 +103,20 @@ pub(crate) struct Lane<I: Io> {
 }
 
 impl<I: Io> Lane<I> {
-    /// A lane writing into `file` (segment `resume.segment_index`); `fresh`
-    /// when the segment's header still has to be written.
+    /// A lane of `core_id` starting as `start` says.
     pub(crate) fn new(
         io: I,
         core_id: u32,
         config: LaneConfig,
         shared: Arc<Shared>,
-        file: I::File,
-        fresh: bool,
-        resume: Resume,
-        prepared_next: Option<I::File>,
+        start: LaneStart<I::File>,
     ) -> Result<Lane<I>> {
+        let LaneStart {
+            file,
+            fresh,
+            resume,
+            prepared_next,
+        } = start;
         let queue = io
             .queue()
             .map_err(|e| Error::io(format!("setting up the I/O queue of lane {core_id}"), e))?;

@@ -538,9 +538,9 @@ fn expect_records(id: &str, side: &str, found: u64, expected: u64) -> Result<()>
 
 /// A record count for a title: `2 M`, `200 k`, `5,000`.
 fn count(n: u64) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{} M", n / 1_000_000)
-    } else if n >= 100_000 && n % 1_000 == 0 {
+    } else if n >= 100_000 && n.is_multiple_of(1_000) {
         format!("{} k", n / 1_000)
     } else if n >= 1_000_000 {
         compact(n as f64)
