@@ -8,7 +8,6 @@
 
 use rkyv::rancor::Failure;
 use rkyv::ser::allocator::Arena;
-use rkyv::util::AlignedVec;
 use rkyv::with::InlineAsBox;
 use rkyv::{Archive, Serialize};
 
@@ -250,36 +249,43 @@ impl OpRef<'_> {
     }
 }
 
-/// Serializes records into one reused buffer, so the append path does not
-/// allocate once the buffer and arena have grown to the working size.
+/// Serializes records without allocating once its buffers have grown to the
+/// working size.
 #[derive(Default)]
 pub struct Encoder {
-    buf: AlignedVec,
+    scratch: Vec<u8>,
     arena: Arena,
 }
 
 impl Encoder {
-    /// Encodes `record` and returns the payload followed by zero padding up to
-    /// the frame alignment, plus the unpadded payload length.
-    pub fn encode(&mut self, record: &RecordRef<'_>) -> (&[u8], usize) {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        let mut buf = rkyv::api::high::to_bytes_in_with_alloc::<_, _, Failure>(
+    /// Appends the payload of `record` to `out`, zero-padded to the frame
+    /// alignment, and returns its unpadded length. `out.len()` must be a
+    /// multiple of [`FRAME_ALIGN`]: rkyv aligns fields relative to the start
+    /// of `out`, and its pointers are relative, so the bytes are the same
+    /// wherever they land and can later be moved as they are.
+    pub fn encode_into(&mut self, record: &RecordRef<'_>, out: &mut Vec<u8>) -> usize {
+        debug_assert!(out.len().is_multiple_of(FRAME_ALIGN));
+        let start = out.len();
+        let taken = std::mem::take(out);
+        *out = rkyv::api::high::to_bytes_in_with_alloc::<_, _, Failure>(
             record,
-            buf,
+            taken,
             self.arena.acquire(),
         )
         .expect("serializing into memory cannot fail");
-        let len = buf.len();
-        let padded = frame_len(len) - FRAME_HEADER_LEN;
-        buf.resize(padded, 0);
-        self.buf = buf;
-        (&self.buf[..], len)
+        let len = out.len() - start;
+        out.resize(start + frame_len(len) - FRAME_HEADER_LEN, 0);
+        len
     }
 
-    /// The padded payload of the last [`Encoder::encode`].
-    pub fn last(&self) -> &[u8] {
-        &self.buf
+    /// Encodes `record` into the encoder's own buffer and returns the payload
+    /// followed by its zero padding, plus the unpadded payload length.
+    pub fn encode(&mut self, record: &RecordRef<'_>) -> (&[u8], usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let len = self.encode_into(record, &mut scratch);
+        self.scratch = scratch;
+        (&self.scratch, len)
     }
 }
 

@@ -41,6 +41,9 @@ pub trait IoFile: Send + Sync + 'static {
     /// The file's size in bytes.
     fn size(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Reserves blocks for the first `len` bytes and makes the file that
+    /// long, so that later writes neither allocate nor change its size.
+    fn allocate(&self, len: u64) -> io::Result<()>;
 }
 
 /// A read-only view of a whole file.
@@ -227,6 +230,30 @@ impl IoFile for File {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let len =
+            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: fallocate only reads its integer arguments; the descriptor
+        // is owned by `self` and open for writing.
+        let rc = unsafe { libc::fallocate(self.as_raw_fd(), 0, 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        match io::Error::last_os_error() {
+            // File systems without fallocate: a sized (sparse) file still
+            // keeps size changes out of later syncs.
+            e if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+            ) =>
+            {
+                File::set_len(self, len as u64)
+            }
+            e => Err(e),
+        }
     }
 }
 
@@ -592,6 +619,15 @@ impl IoFile for MemFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.io.check(FaultOp::SetLen, &self.path)?;
         lock_state(&self.data).data.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.io.check(FaultOp::SetLen, &self.path)?;
+        let mut d = lock_state(&self.data);
+        if d.data.len() < len as usize {
+            d.data.resize(len as usize, 0);
+        }
         Ok(())
     }
 }

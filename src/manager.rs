@@ -313,7 +313,15 @@ fn open_lane<I: Io>(
         }
         io.sync_dir(dir)
             .context(|| format!("syncing {}", dir.display()))?;
-        let file = prepare(io, dir, core, 0, config.segment_bytes, config.preallocate)?;
+        let file = prepare(
+            io,
+            dir,
+            core,
+            0,
+            config.segment_bytes,
+            config.preallocate,
+            &AtomicBool::new(false),
+        )?;
         let resume = Resume {
             segment_index: 0,
             base_position: 0,

@@ -2,6 +2,7 @@
 //! (zero-filled and synced) before the writer needs it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{IoContext, Result};
 use crate::io::{Io, IoFile, OpenMode};
@@ -61,11 +62,15 @@ pub fn list_segments<I: Io>(
 /// Chunk of zeros written while preallocating.
 const ZERO_CHUNK: usize = 1 << 20;
 
-/// Creates segment `index` of `core_id` ready for writing: with `preallocate`,
-/// zero-filled to `segment_bytes` and synced, so later fdatasyncs never have
-/// to journal a size change or an extent conversion. Its name is made durable
-/// before it is returned. The header is written later, by the writer that
-/// starts the segment, together with its first frames.
+/// Creates segment `index` of `core_id` ready for writing. Its name is
+/// durable before anything else happens to it. With `preallocate`, its blocks
+/// are reserved at full size, then it is zero-filled and synced, so later
+/// fdatasyncs never have to record a size change or an extent conversion.
+///
+/// The zero-fill stops early when `cancel` is set (the writer needs the
+/// segment now): the segment is then as correct, only its first syncs are
+/// slower. The header is written later, by the writer that starts the
+/// segment, together with its first frames.
 pub fn prepare<I: Io>(
     io: &I,
     dir: &Path,
@@ -73,21 +78,28 @@ pub fn prepare<I: Io>(
     index: u64,
     segment_bytes: u64,
     preallocate: bool,
+    cancel: &AtomicBool,
 ) -> Result<I::File> {
     let path = segment_path(dir, core_id, index);
     let what = || format!("preparing {}", path.display());
     let file = io.open(&path, OpenMode::CreateNew).context(what)?;
     if preallocate {
+        file.allocate(segment_bytes).context(what)?;
+    }
+    io.sync_dir(dir).context(what)?;
+    if preallocate {
         let zeros = vec![0u8; ZERO_CHUNK];
         let mut off = 0u64;
         while off < segment_bytes {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(file);
+            }
             let n = (segment_bytes - off).min(ZERO_CHUNK as u64) as usize;
             file.write_at(&zeros[..n], off).context(what)?;
             off += n as u64;
         }
         file.sync_all().context(what)?;
     }
-    io.sync_dir(dir).context(what)?;
     Ok(file)
 }
 
@@ -121,7 +133,16 @@ mod tests {
         let io = MemIo::new();
         let dir = Path::new("/wal");
         io.create_dir(dir).unwrap();
-        prepare(&io, dir, 0, 1, 3 * ZERO_CHUNK as u64 / 2, true).unwrap();
+        prepare(
+            &io,
+            dir,
+            0,
+            1,
+            3 * ZERO_CHUNK as u64 / 2,
+            true,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         io.crash();
         let bytes = io
             .contents(&segment_path(dir, 0, 1))
@@ -129,9 +150,25 @@ mod tests {
         assert_eq!(bytes.len(), 3 * ZERO_CHUNK / 2);
         assert!(bytes.iter().all(|&b| b == 0));
         assert!(
-            prepare(&io, dir, 0, 1, 4096, true).is_err(),
+            prepare(&io, dir, 0, 1, 4096, true, &AtomicBool::new(false)).is_err(),
             "never reuses a name"
         );
+    }
+
+    #[test]
+    fn a_cancelled_preparation_is_full_size_with_a_durable_name() {
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        let size = 4 * ZERO_CHUNK as u64;
+        let file = prepare(&io, dir, 0, 0, size, true, &AtomicBool::new(true)).unwrap();
+        assert_eq!(file.size().unwrap(), size);
+        io.crash();
+        io.restart();
+        let bytes = io
+            .contents(&segment_path(dir, 0, 0))
+            .expect("the name is durable first");
+        assert!(bytes.iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -140,7 +177,7 @@ mod tests {
         let dir = Path::new("/wal");
         io.create_dir(dir).unwrap();
         for (core, index) in [(0, 2), (0, 1), (1, 0), (4, 0)] {
-            prepare(&io, dir, core, index, 0, false).unwrap();
+            prepare(&io, dir, core, index, 0, false, &AtomicBool::new(false)).unwrap();
         }
         let (lanes, foreign) = list_segments(&io, dir, 2).unwrap();
         assert_eq!(lanes, vec![vec![1, 2], vec![0]]);

@@ -8,21 +8,34 @@
 //! path but a read of the manager's epoch.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::format::{
     Encoder, FRAME_HEADER_LEN, OpRef, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader, frame_seed,
     seal_frame,
 };
-use crate::io::{Completion, Io, SubmitQueue};
+use crate::io::{Completion, Io, IoFile, SubmitQueue};
 use crate::segment::{prepare, segment_name};
 
 /// Bytes gathered before they are handed to the queue as one write.
 const WRITE_BUF_BYTES: usize = 256 << 10;
+
+/// An upper bound of the frame `op` makes (record fields and rkyv layout take
+/// well under 128 bytes besides the variable parts).
+fn size_hint(op: &OpRef<'_>) -> usize {
+    const FIXED: usize = 128;
+    FIXED
+        + match op {
+            OpRef::Put { key, value } => key.len() + value.len(),
+            OpRef::Delete { key } => key.len(),
+            OpRef::Commit { offsets, .. } => offsets.iter().map(|o| o.name.len() + 24).sum(),
+            OpRef::Checkpoint { .. } | OpRef::EpochBarrier => 0,
+        }
+}
 
 /// State the manager shares with its writers.
 #[derive(Debug)]
@@ -73,6 +86,36 @@ struct ActiveSegment<F> {
     seed: u32,
 }
 
+/// The next segment, being prepared on its own thread.
+struct Preparation<F> {
+    thread: JoinHandle<Result<F>>,
+    /// Tells the thread to stop zero-filling: the segment is needed now.
+    cancel: Arc<AtomicBool>,
+}
+
+impl<F> Preparation<F> {
+    fn ready(file: F) -> Preparation<F>
+    where
+        F: Send + 'static,
+    {
+        Preparation {
+            thread: std::thread::spawn(move || Ok(file)),
+            cancel: Arc::default(),
+        }
+    }
+
+    /// The prepared file, taken as it is if the zero-fill is unfinished.
+    fn take(self) -> Result<F> {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_else(|_| {
+            Err(Error::io(
+                "preparing the next segment",
+                std::io::Error::other("preparation thread panicked"),
+            ))
+        })
+    }
+}
+
 /// Everything a writer mutates; lives behind the writer's mutex.
 pub(crate) struct Lane<I: Io> {
     io: I,
@@ -81,14 +124,17 @@ pub(crate) struct Lane<I: Io> {
     shared: Arc<Shared>,
     queue: I::Queue,
     segment: ActiveSegment<I::File>,
-    /// Older segments with writes their last fdatasync did not cover.
-    unsynced: Vec<Arc<I::File>>,
-    prepared: Option<JoinHandle<Result<I::File>>>,
+    /// fdatasyncs of full segments, running since their rotation; a sync
+    /// waits for them before it reports anything durable.
+    retiring: Vec<JoinHandle<std::io::Result<()>>>,
+    prepared: Option<Preparation<I::File>>,
     encoder: Encoder,
     buf: Vec<u8>,
     /// File offset of `buf[0]` in the active segment.
     buf_offset: u64,
     spare: Vec<Vec<u8>>,
+    /// A frame on its way to the next segment during rotation.
+    spill: Vec<u8>,
     completions: Vec<Completion>,
     position: u64,
     synced_position: u64,
@@ -131,12 +177,13 @@ impl<I: Io> Lane<I> {
                 base_position: resume.base_position,
                 seed: frame_seed(core_id, resume.segment_index),
             },
-            unsynced: Vec::new(),
+            retiring: Vec::new(),
             prepared: None,
             encoder: Encoder::default(),
             buf: Vec::with_capacity(WRITE_BUF_BYTES),
             buf_offset: SEGMENT_HEADER_LEN as u64 + (resume.position - resume.base_position),
             spare: Vec::new(),
+            spill: Vec::new(),
             completions: Vec::new(),
             position: resume.position,
             synced_position: resume.position,
@@ -154,7 +201,7 @@ impl<I: Io> Lane<I> {
             lane.start_segment_header();
         }
         match prepared_next {
-            Some(file) => lane.prepared = Some(std::thread::spawn(move || Ok(file))),
+            Some(file) => lane.prepared = Some(Preparation::ready(file)),
             None => lane.prepare_next(),
         }
         Ok(lane)
@@ -178,9 +225,11 @@ impl<I: Io> Lane<I> {
         let dir = self.config.dir.clone();
         let (core, index) = (self.core_id, self.segment.index + 1);
         let (bytes, prealloc) = (self.config.segment_bytes, self.config.preallocate);
-        self.prepared = Some(std::thread::spawn(move || {
-            prepare(&io, &dir, core, index, bytes, prealloc)
-        }));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = cancel.clone();
+        let thread =
+            std::thread::spawn(move || prepare(&io, &dir, core, index, bytes, prealloc, &stop));
+        self.prepared = Some(Preparation { thread, cancel });
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -195,12 +244,20 @@ impl<I: Io> Lane<I> {
         Error::Poisoned(self.poisoned.clone().unwrap_or_default())
     }
 
+    /// Wall-clock nanoseconds, never below the lane's last timestamp.
     fn timestamp(&self) -> i64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-            .unwrap_or(0);
-        now.max(self.last_timestamp_ns)
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid, writable timespec; CLOCK_REALTIME always
+        // exists, so the call cannot fail (it is answered by the vDSO).
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+        #[allow(clippy::unnecessary_cast)] // time_t and c_long are not i64 everywhere
+        let nanos = (now.tv_sec as i64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(now.tv_nsec as i64);
+        nanos.max(self.last_timestamp_ns)
     }
 
     /// Appends `op` stamped with the manager's current epoch, first closing
@@ -212,7 +269,7 @@ impl<I: Io> Lane<I> {
         if needs_barrier {
             // Refuse an oversized record before the barrier goes out, so a
             // refused append writes nothing at all.
-            self.encode(epoch, op)?;
+            self.check_size(epoch, op)?;
             self.emit(epoch, OpRef::EpochBarrier)?;
         }
         let position = self.emit(epoch, op)?;
@@ -229,43 +286,66 @@ impl<I: Io> Lane<I> {
         Ok(position)
     }
 
-    /// Encodes a record into the encoder's buffer; returns the payload
-    /// length and the record's timestamp.
-    fn encode(&mut self, epoch: u64, op: OpRef<'_>) -> Result<(usize, i64)> {
-        let timestamp_ns = self.timestamp();
-        let record = RecordRef {
+    fn record<'a>(&self, epoch: u64, timestamp_ns: i64, op: OpRef<'a>) -> RecordRef<'a> {
+        RecordRef {
             epoch,
             timestamp_ns,
             sequence: self.next_sequence,
             durable_mark: self.synced_position,
             core_id: self.core_id,
             op,
-        };
-        let (_, len) = self.encoder.encode(&record);
-        if len as u64 > self.config.max_record_bytes {
+        }
+    }
+
+    fn too_large(&self, payload_len: usize) -> Result<()> {
+        if payload_len as u64 > self.config.max_record_bytes {
             return Err(Error::TooLarge {
-                size: len as u64,
+                size: payload_len as u64,
                 limit: self.config.max_record_bytes,
             });
         }
-        Ok((len, timestamp_ns))
+        Ok(())
     }
 
-    /// Encodes and buffers one record; returns its position.
+    /// Fails as [`Lane::emit`] would for a record too large, writing nothing.
+    fn check_size(&mut self, epoch: u64, op: OpRef<'_>) -> Result<()> {
+        let record = self.record(epoch, self.last_timestamp_ns, op);
+        let (_, payload_len) = self.encoder.encode(&record);
+        self.too_large(payload_len)
+    }
+
+    /// Encodes one record straight into the write buffer, frames it and
+    /// returns its position.
     fn emit(&mut self, epoch: u64, op: OpRef<'_>) -> Result<u64> {
-        let (payload_len, timestamp) = self.encode(epoch, op)?;
-        let padded = self.encoder.last().len();
-        let frame = FRAME_HEADER_LEN + padded;
-        let used = SEGMENT_HEADER_LEN as u64 + (self.position - self.segment.base_position);
-        if used + frame as u64 > self.config.segment_bytes {
-            self.rotate()?;
-        }
-        if !self.buf.is_empty() && self.buf.len() + frame > WRITE_BUF_BYTES {
+        // Room first, so the frame is encoded where it will be written and
+        // the buffer never grows past its capacity for ordinary records.
+        if !self.buf.is_empty() && self.buf.len() + size_hint(&op) > WRITE_BUF_BYTES {
             self.flush()?;
         }
-        let header = seal_frame(self.segment.seed, payload_len, self.encoder.last());
-        self.buf.extend_from_slice(&header);
-        self.buf.extend_from_slice(self.encoder.last());
+        let timestamp = self.timestamp();
+        let record = self.record(epoch, timestamp, op);
+        let mut start = self.buf.len();
+        self.buf.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+        let payload_len = self.encoder.encode_into(&record, &mut self.buf);
+        if let Err(e) = self.too_large(payload_len) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        let frame = self.buf.len() - start;
+        let used = SEGMENT_HEADER_LEN as u64 + (self.position - self.segment.base_position);
+        if used + frame as u64 > self.config.segment_bytes {
+            // Records never span segments: the frame moves, as it is, to the
+            // start of the next one.
+            self.spill.clear();
+            self.spill.extend_from_slice(&self.buf[start..]);
+            self.buf.truncate(start);
+            self.rotate()?;
+            start = self.buf.len();
+            self.buf.extend_from_slice(&self.spill);
+        }
+        let payload = start + FRAME_HEADER_LEN;
+        let header = seal_frame(self.segment.seed, payload_len, &self.buf[payload..]);
+        self.buf[start..payload].copy_from_slice(&header);
         let position = self.position;
         self.position += frame as u64;
         self.next_sequence += 1;
@@ -321,17 +401,13 @@ impl<I: Io> Lane<I> {
         }
     }
 
-    /// Moves to the next segment, already prepared in the background.
+    /// Moves to the next segment, prepared in the background, and starts
+    /// the fdatasync of the full one on its own thread.
     fn rotate(&mut self) -> Result<()> {
         self.flush()?;
         let next_index = self.segment.index + 1;
         let prepared = match self.prepared.take() {
-            Some(handle) => handle.join().unwrap_or_else(|_| {
-                Err(Error::io(
-                    format!("preparing {}", segment_name(self.core_id, next_index)),
-                    std::io::Error::other("preparation thread panicked"),
-                ))
-            }),
+            Some(preparation) => preparation.take(),
             None => prepare(
                 &self.io,
                 &self.config.dir,
@@ -339,11 +415,18 @@ impl<I: Io> Lane<I> {
                 next_index,
                 self.config.segment_bytes,
                 self.config.preallocate,
+                &AtomicBool::new(false),
             ),
         };
         // A failed preparation leaves the lane as it was; the next append
         // tries again, inline.
-        let file = prepared?;
+        let file = prepared.map_err(|e| match e {
+            Error::Io { source, .. } => Error::io(
+                format!("preparing {}", segment_name(self.core_id, next_index)),
+                source,
+            ),
+            other => other,
+        })?;
         let old = std::mem::replace(
             &mut self.segment,
             ActiveSegment {
@@ -353,7 +436,13 @@ impl<I: Io> Lane<I> {
                 seed: frame_seed(self.core_id, next_index),
             },
         );
-        self.unsynced.push(old.file);
+        // The full segment receives no more writes; every write to it has
+        // completed (flush reaped them), so its fdatasync can start now and
+        // overlap with appends to the next one.
+        debug_assert_eq!(self.queue.in_flight(), 0);
+        let full = old.file;
+        self.retiring
+            .push(std::thread::spawn(move || full.sync_data()));
         self.start_segment_header();
         self.prepare_next();
         Ok(())
@@ -362,21 +451,28 @@ impl<I: Io> Lane<I> {
     /// Flushes and fdatasyncs everything appended so far.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.check_usable()?;
-        if self.position == self.synced_position && self.unsynced.is_empty() {
+        if self.position == self.synced_position && self.retiring.is_empty() {
             return Ok(());
         }
         let target = self.position;
         self.flush()?;
+        for retired in std::mem::take(&mut self.retiring) {
+            let failed = match retired.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the syncing thread panicked".to_string(),
+            };
+            return Err(self.poison(format!(
+                "fdatasync of a full segment of lane {} failed: {failed}",
+                self.core_id
+            )));
+        }
         let token = self.next_token;
         self.next_token += 1;
-        for file in &self.unsynced {
-            self.queue.sync(file, token);
-        }
         self.queue.sync(&self.segment.file, token);
         while self.queue.in_flight() > 0 {
             self.reap(true)?;
         }
-        self.unsynced.clear();
         self.synced_position = target;
         self.records_since_sync = 0;
         self.bytes_since_sync = 0;
@@ -413,17 +509,21 @@ impl<I: Io> Lane<I> {
         self.next_sequence
     }
 
-    /// Waits for a segment still being prepared, so no thread outlives the lane.
-    fn finish_preparation(&mut self) {
-        if let Some(handle) = self.prepared.take() {
-            let _ = handle.join();
+    /// Stops the preparation and waits for background syncs, so no thread
+    /// outlives the lane.
+    fn finish_background(&mut self) {
+        if let Some(preparation) = self.prepared.take() {
+            let _ = preparation.take();
+        }
+        for retired in self.retiring.drain(..) {
+            let _ = retired.join();
         }
     }
 }
 
 impl<I: Io> Drop for Lane<I> {
     fn drop(&mut self) {
-        self.finish_preparation();
+        self.finish_background();
     }
 }
 
@@ -594,5 +694,58 @@ mod tests {
         drop(inside);
         w.append_put(b"k", b"v").expect("free again");
         assert_eq!(w.sequence(), 1);
+    }
+
+    #[test]
+    fn size_hint_bounds_every_frame() {
+        use crate::format::{Encoder, FRAME_HEADER_LEN, OpRef, RecordRef, SourceOffsetRef};
+        let offsets = [SourceOffsetRef {
+            name: b"a-long-source-name",
+            offset: u64::MAX,
+        }; 5];
+        let big = vec![1u8; 5000];
+        let ops = [
+            OpRef::Put {
+                key: &big[..16],
+                value: &big[..100],
+            },
+            OpRef::Put {
+                key: &[],
+                value: &[],
+            },
+            OpRef::Put {
+                key: &big,
+                value: &big,
+            },
+            OpRef::Delete { key: &big[..3] },
+            OpRef::Commit {
+                offsets: &offsets,
+                watermark: Some(i64::MIN),
+            },
+            OpRef::Commit {
+                offsets: &[],
+                watermark: None,
+            },
+            OpRef::Checkpoint {
+                checkpoint_id: u64::MAX,
+            },
+            OpRef::EpochBarrier,
+        ];
+        let mut encoder = Encoder::default();
+        for op in ops {
+            let record = RecordRef {
+                epoch: u64::MAX,
+                timestamp_ns: i64::MAX,
+                sequence: u64::MAX,
+                durable_mark: u64::MAX,
+                core_id: u32::MAX,
+                op,
+            };
+            let (padded, _) = encoder.encode(&record);
+            assert!(
+                FRAME_HEADER_LEN + padded.len() <= super::size_hint(&op),
+                "{op:?}"
+            );
+        }
     }
 }
