@@ -462,17 +462,54 @@ fn order_key(r: &RecordView<'_>) -> OrderKey {
     (r.epoch, r.timestamp_ns, r.core_id, r.sequence)
 }
 
+/// A byte range inside a lane's current mapping.
+type Span = (usize, usize);
+
+/// The decoded head record of a lane, kept as offsets into the mapping so
+/// that it is validated once and yielded without decoding again.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    epoch: u64,
+    timestamp_ns: i64,
+    sequence: u64,
+    position: u64,
+    op: HeadOp,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum HeadOp {
+    Put {
+        key: Span,
+        value: Span,
+    },
+    Delete {
+        key: Span,
+    },
+    /// COMMIT offsets stay archived: the payload is decoded again to yield them.
+    Commit {
+        payload: Span,
+    },
+    Checkpoint {
+        checkpoint_id: u64,
+    },
+    EpochBarrier,
+}
+
+fn span_of(map: &[u8], part: &[u8]) -> Span {
+    (part.as_ptr() as usize - map.as_ptr() as usize, part.len())
+}
+
 struct LaneCursor<I: Io> {
     core_id: u32,
     segments: Vec<KeptSegment>,
     next_segment: usize,
     map: Option<I::Map>,
-    seed: u32,
     base_position: u64,
     end: usize,
     /// Offset of the head frame in `map`.
     off: usize,
     head_len: usize,
+    head: Option<Head>,
     behind: Behind,
     expected_sequence: Option<u64>,
 }
@@ -491,21 +528,25 @@ impl<I: Io> LaneCursor<I> {
         }
     }
 
-    /// Moves to the first frame at or after `self.off` (opening the next
-    /// segment when needed) and returns its order key; `None` at the end.
+    /// Decodes the frame at `self.off` (opening the next segment when the
+    /// current one is done) into `self.head` and returns its order key;
+    /// `None` at the end of the lane. Checksums were verified by the scan
+    /// that found this range; the record is still validated before use.
     fn settle(&mut self, io: &I, dir: &Path, max_epoch: u64) -> Result<Option<OrderKey>> {
+        self.head = None;
         loop {
-            if self.map.is_some() && self.off < self.end {
-                let map = self.map.as_ref().expect("checked");
-                let frame = check_frame(&map[self.off..self.end], self.seed, READ_LIMIT)
-                    .ok_or_else(|| {
-                        self.corrupt(
-                            dir,
-                            "frame changed or failed its checksum while reading".into(),
-                        )
-                    })?;
-                let record = format::decode(frame.payload)
-                    .ok_or_else(|| self.corrupt(dir, "record payload does not decode".into()))?;
+            if let Some(map) = self.map.as_ref().filter(|_| self.off < self.end) {
+                let bytes: &[u8] = map;
+                let payload_len = bytes
+                    .get(self.off..self.off + 4)
+                    .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                    .unwrap_or(0);
+                let frame_end = self.off + format::frame_len(payload_len);
+                let payload_start = self.off + format::FRAME_HEADER_LEN;
+                let record = (payload_len > 0 && frame_end <= self.end)
+                    .then(|| format::decode(&bytes[payload_start..payload_start + payload_len]))
+                    .flatten()
+                    .ok_or_else(|| self.corrupt(dir, "record changed or does not decode".into()))?;
                 if record.core_id != self.core_id {
                     return Err(self.corrupt(dir, format!("record claims lane {}", record.core_id)));
                 }
@@ -523,7 +564,28 @@ impl<I: Io> LaneCursor<I> {
                     self.map = None;
                     return Ok(None);
                 }
-                self.head_len = frame.frame_len;
+                let op = match record.op {
+                    OpView::Put { key, value } => HeadOp::Put {
+                        key: span_of(bytes, key),
+                        value: span_of(bytes, value),
+                    },
+                    OpView::Delete { key } => HeadOp::Delete {
+                        key: span_of(bytes, key),
+                    },
+                    OpView::Commit { .. } => HeadOp::Commit {
+                        payload: (payload_start, payload_len),
+                    },
+                    OpView::Checkpoint { checkpoint_id } => HeadOp::Checkpoint { checkpoint_id },
+                    OpView::EpochBarrier => HeadOp::EpochBarrier,
+                };
+                self.head = Some(Head {
+                    epoch: record.epoch,
+                    timestamp_ns: record.timestamp_ns,
+                    sequence: record.sequence,
+                    position: self.base_position + (self.off - SEGMENT_HEADER_LEN) as u64,
+                    op,
+                });
+                self.head_len = frame_end - self.off;
                 return Ok(Some(order_key(&record)));
             }
             let Some(segment) = self.segments.get(self.next_segment).copied() else {
@@ -535,7 +597,6 @@ impl<I: Io> LaneCursor<I> {
             let map = map_segment(io, dir, self.core_id, segment.index)?;
             self.end = (segment.end_offset as usize).min(map.len());
             self.map = Some(map);
-            self.seed = frame_seed(self.core_id, segment.index);
             self.base_position = segment.base_position;
             self.off = SEGMENT_HEADER_LEN;
             self.behind = Behind::default();
@@ -545,19 +606,26 @@ impl<I: Io> LaneCursor<I> {
     /// The head record `settle` found; `None` only if the mapped bytes no
     /// longer decode.
     fn head(&self) -> Option<Entry<'_>> {
-        let map = self.map.as_ref()?;
-        let bytes = map.get(self.off..self.off + self.head_len)?;
-        let payload_len = u32::from_le_bytes(bytes[..4].try_into().ok()?) as usize;
-        let record = format::decode(
-            bytes.get(format::FRAME_HEADER_LEN..format::FRAME_HEADER_LEN + payload_len)?,
-        )?;
+        let map: &[u8] = self.map.as_ref()?;
+        let head = self.head?;
+        let at = |(start, len): Span| map.get(start..start + len);
+        let op = match head.op {
+            HeadOp::Put { key, value } => OpView::Put {
+                key: at(key)?,
+                value: at(value)?,
+            },
+            HeadOp::Delete { key } => OpView::Delete { key: at(key)? },
+            HeadOp::Commit { payload } => format::decode(at(payload)?)?.op,
+            HeadOp::Checkpoint { checkpoint_id } => OpView::Checkpoint { checkpoint_id },
+            HeadOp::EpochBarrier => OpView::EpochBarrier,
+        };
         Some(Entry {
-            epoch: record.epoch,
-            timestamp_ns: record.timestamp_ns,
-            sequence: record.sequence,
-            position: self.base_position + (self.off - SEGMENT_HEADER_LEN) as u64,
-            core_id: record.core_id,
-            op: record.op,
+            epoch: head.epoch,
+            timestamp_ns: head.timestamp_ns,
+            sequence: head.sequence,
+            position: head.position,
+            core_id: self.core_id,
+            op,
         })
     }
 
@@ -577,10 +645,11 @@ pub struct Recovery<I: Io> {
     dir: PathBuf,
     max_epoch: u64,
     lanes: Vec<LaneCursor<I>>,
-    heap: BinaryHeap<Reverse<(OrderKey, usize)>>,
-    /// Lane whose head was yielded last; it moves on at the next call, so the
+    /// Lanes by their head's order key. After the first call the top is the
+    /// lane whose head was yielded last: it moves on at the next call, so the
     /// yielded entry stays valid until then.
-    yielded: Option<usize>,
+    heap: BinaryHeap<Reverse<(OrderKey, usize)>>,
+    started: bool,
     scans: Vec<LaneScan>,
 }
 
@@ -611,7 +680,7 @@ impl<I: Io> Recovery<I> {
             max_epoch: opts.max_epoch,
             lanes: Vec::new(),
             heap: BinaryHeap::new(),
-            yielded: None,
+            started: false,
             scans: Vec::new(),
         };
         for scan in &scans {
@@ -623,11 +692,11 @@ impl<I: Io> Recovery<I> {
                 segments: scan.kept.clone(),
                 next_segment: 0,
                 map: None,
-                seed: 0,
                 base_position: 0,
                 end: 0,
                 off: 0,
                 head_len: 0,
+                head: None,
                 behind: Behind::default(),
                 expected_sequence: None,
             };
@@ -653,17 +722,24 @@ impl<I: Io> Recovery<I> {
     /// The entry borrows mapped bytes and lives until the next call.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry<'_>>> {
-        if let Some(lane) = self.yielded.take() {
+        if self.started
+            && let Some(mut top) = self.heap.peek_mut()
+        {
+            let lane = top.0.1;
             let cursor = &mut self.lanes[lane];
             cursor.step();
-            if let Some(key) = cursor.settle(&self.io, &self.dir, self.max_epoch)? {
-                self.heap.push(Reverse((key, lane)));
+            match cursor.settle(&self.io, &self.dir, self.max_epoch)? {
+                // Replacing the top sifts it down once instead of a pop and a push.
+                Some(key) => top.0 = (key, lane),
+                None => {
+                    std::collections::binary_heap::PeekMut::pop(top);
+                }
             }
         }
-        let Some(Reverse((_, lane))) = self.heap.pop() else {
+        self.started = true;
+        let Some(&Reverse((_, lane))) = self.heap.peek() else {
             return Ok(None);
         };
-        self.yielded = Some(lane);
         let cursor = &self.lanes[lane];
         match cursor.head() {
             Some(entry) => Ok(Some(entry)),
