@@ -70,6 +70,12 @@ impl<I: Io> Manager<I> {
                     dir.display()
                 )));
             }
+            if options.num_cores == 0 {
+                // Refused before anything is created.
+                return Err(Error::InvalidArgument(
+                    "num_cores must be above 0 to create a WAL".into(),
+                ));
+            }
             io.create_dir(&dir)
                 .context(|| format!("creating {}", dir.display()))?;
         }

@@ -670,10 +670,11 @@ impl<I: Io> Recovery<I> {
                 "lane filter names lane {bad}, but the WAL has {lane_count} lanes"
             )));
         }
-        for scan in &scans {
+        let wanted = |core: u32| opts.lanes.as_ref().is_none_or(|l| l.contains(&core));
+        // Damage in a lane that is not read does not stop the others.
+        for scan in scans.iter().filter(|s| wanted(s.core_id)) {
             scan.check(dir, opts.mode)?;
         }
-        let wanted = |core: u32| opts.lanes.as_ref().is_none_or(|l| l.contains(&core));
         let mut recovery = Recovery {
             io,
             dir: dir.to_owned(),

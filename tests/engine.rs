@@ -126,6 +126,10 @@ fn creating_needs_lanes_and_opening_a_missing_wal_can_be_refused() {
         .err()
         .unwrap();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(
+        !io.exists(dir()).unwrap(),
+        "a refused create leaves nothing behind"
+    );
     let opts = corewal::Options {
         create_if_missing: false,
         ..options(1)

@@ -331,6 +331,30 @@ fn max_epoch_and_lane_filter_select_records() {
 }
 
 #[test]
+fn damage_in_a_lane_left_out_by_the_filter_does_not_stop_the_others() {
+    let io = MemIo::new();
+    let m = open(&io, 2);
+    for core in 0..2 {
+        let w = m.writer(core).unwrap();
+        w.append_put(b"a", b"1").unwrap();
+        w.sync().unwrap();
+        w.append_put(b"b", b"2").unwrap();
+        w.sync().unwrap();
+    }
+    m.close().unwrap();
+    flip(&io, &segment(1, 0), SEGMENT_HEADER_LEN + 20);
+    assert!(matches!(
+        read_all(&io, dir()),
+        Err(Error::Corrupt { lane: 1, .. })
+    ));
+    let lane0 = RecoveryOptions {
+        lanes: Some(vec![0]),
+        ..Default::default()
+    };
+    assert_eq!(read_with(&io, dir(), &lane0).unwrap().len(), 2);
+}
+
+#[test]
 fn a_directory_without_a_wal_is_not_found() {
     let io = MemIo::new();
     io.create_dir(dir()).unwrap();
