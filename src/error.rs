@@ -30,8 +30,9 @@ pub enum Error {
     Locked(PathBuf),
     #[error("writer is poisoned by an earlier failure: {0}")]
     Poisoned(String),
-    #[error("writer {0} is in use by another thread")]
-    Busy(u32),
+    /// Names what is in use: "writer 3", "recovery iterator".
+    #[error("{0} is in use by another thread")]
+    Busy(String),
     #[error("record of {size} bytes is larger than max_record_bytes ({limit})")]
     TooLarge { size: u64, limit: u64 },
     #[error("not found: {0}")]

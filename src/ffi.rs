@@ -495,7 +495,7 @@ fn with_recovery<T>(
     let handle = recovery_handle(ptr)?;
     let mut guard = match handle.state.try_lock() {
         Ok(guard) => guard,
-        Err(TryLockError::WouldBlock) => return Err(Error::Busy(u32::MAX)),
+        Err(TryLockError::WouldBlock) => return Err(Error::Busy("recovery iterator".into())),
         Err(TryLockError::Poisoned(_)) => {
             return Err(Error::Poisoned(
                 "a panic interrupted an earlier call on this iterator".into(),
@@ -625,8 +625,11 @@ pub extern "C" fn cw_manager_close(manager: *mut cw_manager) -> cw_status {
             return Ok(CW_OK);
         }
         let m = self::manager(manager)?;
+        let first_close = !m.is_closed();
         let result = m.close();
-        retire(manager as usize);
+        if first_close {
+            retire(manager as usize);
+        }
         result.map(|()| CW_OK)
     })
 }
@@ -1069,7 +1072,10 @@ mod tests {
 
     #[test]
     fn errors_map_to_their_statuses() {
-        assert_eq!(boundary(|| Err(Error::Busy(3))), CW_ERR_BUSY);
+        assert_eq!(
+            boundary(|| Err(Error::Busy("writer 3".into()))),
+            CW_ERR_BUSY
+        );
         assert!(last_error().contains("writer 3"));
         assert_eq!(
             boundary(|| Err(Error::TooLarge { size: 2, limit: 1 })),

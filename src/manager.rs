@@ -192,6 +192,11 @@ impl<I: Io> Manager<I> {
         })
     }
 
+    /// Whether [`Manager::close`] has run.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed("manager"));

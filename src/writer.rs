@@ -551,7 +551,7 @@ impl<I: Io> Writer<I> {
     fn enter(&self) -> Result<MutexGuard<'_, Option<Lane<I>>>> {
         match self.lane.try_lock() {
             Ok(guard) => Ok(guard),
-            Err(TryLockError::WouldBlock) => Err(Error::Busy(self.core_id)),
+            Err(TryLockError::WouldBlock) => Err(Error::Busy(format!("writer {}", self.core_id))),
             Err(TryLockError::Poisoned(_)) => Err(Error::Poisoned(format!(
                 "a panic interrupted an earlier call on writer {}",
                 self.core_id
@@ -686,9 +686,11 @@ mod tests {
         let inside = w.lane.lock().unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(matches!(w.append_put(b"k", b"v"), Err(Error::Busy(0))));
-                assert!(matches!(w.sync(), Err(Error::Busy(0))));
-                assert!(matches!(w.epoch_barrier(), Err(Error::Busy(0))));
+                assert!(
+                    matches!(w.append_put(b"k", b"v"), Err(Error::Busy(what)) if what == "writer 0")
+                );
+                assert!(matches!(w.sync(), Err(Error::Busy(_))));
+                assert!(matches!(w.epoch_barrier(), Err(Error::Busy(_))));
             });
         });
         drop(inside);
