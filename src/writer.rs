@@ -86,6 +86,20 @@ struct ActiveSegment<F> {
     seed: u32,
 }
 
+/// Lowers the calling thread to `SCHED_IDLE`: it then runs only on CPU time
+/// no other thread wants. The zero-fill of the next segment uses it, so it
+/// never competes with appends; if it has not finished when the segment is
+/// needed, it is cancelled and the segment is used as it is.
+fn run_when_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param; pid 0 names the calling
+        // thread. Failure only leaves the thread at its normal priority.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    }
+}
+
 /// The next segment, being prepared on its own thread.
 struct Preparation<F> {
     thread: JoinHandle<Result<F>>,
@@ -227,8 +241,10 @@ impl<I: Io> Lane<I> {
         let (bytes, prealloc) = (self.config.segment_bytes, self.config.preallocate);
         let cancel = Arc::new(AtomicBool::new(false));
         let stop = cancel.clone();
-        let thread =
-            std::thread::spawn(move || prepare(&io, &dir, core, index, bytes, prealloc, &stop));
+        let thread = std::thread::spawn(move || {
+            run_when_idle();
+            prepare(&io, &dir, core, index, bytes, prealloc, &stop)
+        });
         self.prepared = Some(Preparation { thread, cancel });
     }
 
