@@ -229,6 +229,25 @@ typedef struct cw_source_offset {
 } cw_source_offset;
 
 /**
+ * A finished sync, reported by `cw_writer_poll` and `cw_writer_wait`.
+ */
+typedef struct cw_completion {
+  /**
+   * The token `cw_writer_sync_submit` returned.
+   */
+  uint64_t token;
+  /**
+   * The lane position this sync made durable (its boundary at submit);
+   * for a failed sync, the last position that is durable.
+   */
+  uint64_t synced_position;
+  /**
+   * CW_OK, or CW_ERR_POISONED when the sync failed (see cw_last_error()).
+   */
+  cw_status status;
+} cw_completion;
+
+/**
  * One record yielded by `cw_recovery_next`. `key` and `value` point into
  * the library's mapping of the segment and stay valid until the next call
  * on the iterator or its close.
@@ -540,6 +559,66 @@ cw_status cw_writer_epoch_barrier(struct cw_writer *writer, uint64_t *position_o
  * Thread safety: one thread at a time per writer.
  */
 cw_status cw_writer_sync(struct cw_writer *writer);
+
+/**
+ * Starts making everything appended so far durable and returns at once
+ * with a token in `*token_out`. The sync covers exactly what was appended
+ * before this call (its boundary is the current `cw_writer_position`);
+ * appends made afterwards are not covered. Several syncs may be in flight;
+ * each finishes, in token order, when its boundary is durable. Collect
+ * finished syncs with `cw_writer_poll` or `cw_writer_wait`.
+ *
+ * Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL argument, closed manager);
+ * CW_ERR_BUSY; CW_ERR_POISONED. Thread safety: one thread at a time per
+ * writer.
+ */
+cw_status cw_writer_sync_submit(struct cw_writer *writer, uint64_t *token_out);
+
+/**
+ * Reports finished syncs without blocking: writes up to `cap` completions,
+ * oldest first, to `completions_out` and their number to `*count_out`. Zero
+ * completions is a normal answer (CW_OK with `*count_out == 0`); completions
+ * beyond `cap` wait for the next call. Also submits a sync when a group
+ * commit option says one is due, and drains the event fd.
+ *
+ * A failed sync is reported as a completion with status CW_ERR_POISONED
+ * (every sync pending with it fails too); once all are reported, poll
+ * returns CW_ERR_POISONED itself.
+ *
+ * Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL writer or `count_out`, NULL
+ * `completions_out` with a non-zero `cap`); CW_ERR_BUSY; CW_ERR_POISONED.
+ * Thread safety: one thread at a time per writer.
+ */
+cw_status cw_writer_poll(struct cw_writer *writer,
+                         struct cw_completion *completions_out,
+                         size_t cap,
+                         size_t *count_out);
+
+/**
+ * Blocks until the sync with `token` has finished and writes its completion
+ * to `*completion_out`. Other finished syncs stay for `cw_writer_poll`.
+ *
+ * Returns CW_OK (the token's boundary is durable); CW_ERR_POISONED (the sync
+ * failed; nothing is written); CW_ERR_NOT_FOUND (no such token pending:
+ * never issued, or already reported by poll or wait);
+ * CW_ERR_INVALID_ARGUMENT; CW_ERR_BUSY. Thread safety: one thread at a time
+ * per writer.
+ */
+cw_status cw_writer_wait(struct cw_writer *writer,
+                         uint64_t token,
+                         struct cw_completion *completion_out);
+
+/**
+ * A file descriptor that turns readable when the writer has completions
+ * for `cw_writer_poll` (an eventfd), so an event loop (epoll, the Go
+ * netpoller, a Zig event loop) can wait for syncs; `cw_writer_poll` drains
+ * it. Readiness may be spurious: poll, and wait again if it reports none.
+ * -1 for NULL or a closed writer. The descriptor belongs to the writer;
+ * never close it.
+ *
+ * Thread safety: any thread, any time.
+ */
+int cw_writer_event_fd(const struct cw_writer *writer);
 
 /**
  * Bytes appended to the lane so far (its logical end); 0 for NULL.

@@ -14,7 +14,7 @@
 #![allow(non_camel_case_types)]
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Mutex, TryLockError};
@@ -142,6 +142,19 @@ pub struct cw_source_offset {
     pub name: *const c_char,
     pub name_len: usize,
     pub offset: u64,
+}
+
+/// A finished sync, reported by `cw_writer_poll` and `cw_writer_wait`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cw_completion {
+    /// The token `cw_writer_sync_submit` returned.
+    pub token: u64,
+    /// The lane position this sync made durable (its boundary at submit);
+    /// for a failed sync, the last position that is durable.
+    pub synced_position: u64,
+    /// CW_OK, or CW_ERR_POISONED when the sync failed (see cw_last_error()).
+    pub status: cw_status,
 }
 
 /// Options of `cw_recovery_open` and `cw_manager_recover`. Initialise with
@@ -284,6 +297,14 @@ fn write_out<T>(out: *mut T, value: T, name: &str) -> Result<(), Error> {
     // by the export's contract.
     unsafe { out.write(value) };
     Ok(())
+}
+
+/// Writes element `index` of a caller's output array. The caller of the
+/// export promised room for its capacity; `index` stays below it.
+fn write_nth<T>(out: *mut T, index: usize, value: T) {
+    // SAFETY: `out` is non-NULL with room for `cap > index` elements, by the
+    // export's contract and its callers' checks.
+    unsafe { out.add(index).write(value) };
 }
 
 fn check_out<T>(out: *mut T, name: &str) -> Result<(), Error> {
@@ -859,6 +880,119 @@ pub extern "C" fn cw_writer_epoch_barrier(
 #[unsafe(no_mangle)]
 pub extern "C" fn cw_writer_sync(writer: *mut cw_writer) -> cw_status {
     boundary(|| self::writer(writer)?.sync().map(|()| CW_OK))
+}
+
+/// Starts making everything appended so far durable and returns at once
+/// with a token in `*token_out`. The sync covers exactly what was appended
+/// before this call (its boundary is the current `cw_writer_position`);
+/// appends made afterwards are not covered. Several syncs may be in flight;
+/// each finishes, in token order, when its boundary is durable. Collect
+/// finished syncs with `cw_writer_poll` or `cw_writer_wait`.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL argument, closed manager);
+/// CW_ERR_BUSY; CW_ERR_POISONED. Thread safety: one thread at a time per
+/// writer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_sync_submit(writer: *mut cw_writer, token_out: *mut u64) -> cw_status {
+    boundary(|| {
+        check_out(token_out, "token_out")?;
+        let token = self::writer(writer)?.sync_submit()?;
+        write_out(token_out, token, "token_out")?;
+        Ok(CW_OK)
+    })
+}
+
+thread_local! {
+    static POLLED: RefCell<Vec<crate::writer::SyncCompletion>> = const { RefCell::new(Vec::new()) };
+}
+
+fn completion_of(done: &crate::writer::SyncCompletion) -> cw_completion {
+    cw_completion {
+        token: done.token,
+        synced_position: done.synced_position,
+        status: if done.result.is_ok() {
+            CW_OK
+        } else {
+            CW_ERR_POISONED
+        },
+    }
+}
+
+/// Reports finished syncs without blocking: writes up to `cap` completions,
+/// oldest first, to `completions_out` and their number to `*count_out`. Zero
+/// completions is a normal answer (CW_OK with `*count_out == 0`); completions
+/// beyond `cap` wait for the next call. Also submits a sync when a group
+/// commit option says one is due, and drains the event fd.
+///
+/// A failed sync is reported as a completion with status CW_ERR_POISONED
+/// (every sync pending with it fails too); once all are reported, poll
+/// returns CW_ERR_POISONED itself.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL writer or `count_out`, NULL
+/// `completions_out` with a non-zero `cap`); CW_ERR_BUSY; CW_ERR_POISONED.
+/// Thread safety: one thread at a time per writer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_poll(
+    writer: *mut cw_writer,
+    completions_out: *mut cw_completion,
+    cap: usize,
+    count_out: *mut usize,
+) -> cw_status {
+    boundary(|| {
+        check_out(count_out, "count_out")?;
+        if completions_out.is_null() && cap != 0 {
+            return Err(invalid("completions_out is NULL but cap is not 0"));
+        }
+        let w = self::writer(writer)?;
+        POLLED.with(|polled| {
+            let mut polled = polled.borrow_mut();
+            w.poll_into(cap, &mut polled)?;
+            debug_assert!(polled.len() <= cap);
+            for (i, done) in polled.iter().enumerate() {
+                write_nth(completions_out, i, completion_of(done));
+            }
+            write_out(count_out, polled.len(), "count_out")
+        })?;
+        Ok(CW_OK)
+    })
+}
+
+/// Blocks until the sync with `token` has finished and writes its completion
+/// to `*completion_out`. Other finished syncs stay for `cw_writer_poll`.
+///
+/// Returns CW_OK (the token's boundary is durable); CW_ERR_POISONED (the sync
+/// failed; nothing is written); CW_ERR_NOT_FOUND (no such token pending:
+/// never issued, or already reported by poll or wait);
+/// CW_ERR_INVALID_ARGUMENT; CW_ERR_BUSY. Thread safety: one thread at a time
+/// per writer.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_wait(
+    writer: *mut cw_writer,
+    token: u64,
+    completion_out: *mut cw_completion,
+) -> cw_status {
+    boundary(|| {
+        check_out(completion_out, "completion_out")?;
+        let done = self::writer(writer)?.wait(token)?;
+        if let Err(why) = &done.result {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        write_out(completion_out, completion_of(&done), "completion_out")?;
+        Ok(CW_OK)
+    })
+}
+
+/// A file descriptor that turns readable when the writer has completions
+/// for `cw_writer_poll` (an eventfd), so an event loop (epoll, the Go
+/// netpoller, a Zig event loop) can wait for syncs; `cw_writer_poll` drains
+/// it. Readiness may be spurious: poll, and wait again if it reports none.
+/// -1 for NULL or a closed writer. The descriptor belongs to the writer;
+/// never close it.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_writer_event_fd(writer: *const cw_writer) -> c_int {
+    boundary_value(-1, || self::writer(writer).map_or(-1, |w| w.event_fd()))
 }
 
 /// Bytes appended to the lane so far (its logical end); 0 for NULL.

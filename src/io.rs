@@ -78,6 +78,50 @@ pub trait SubmitQueue: Send + 'static {
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>);
     /// Operations queued and not yet reaped.
     fn in_flight(&self) -> usize;
+    /// From now on, signal `event` whenever a completion becomes ready.
+    fn attach_event(&mut self, event: Arc<EventFd>) -> io::Result<()>;
+}
+
+/// An eventfd: turns readable when signalled, quiet again when drained, so
+/// an event loop (epoll, a Go netpoller, a Zig event loop) can wait for
+/// completions.
+#[derive(Debug)]
+pub struct EventFd(std::os::fd::OwnedFd);
+
+impl EventFd {
+    pub fn new() -> io::Result<EventFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new
+        // descriptor that nothing else owns.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        Ok(EventFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub fn raw(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// Makes the descriptor readable.
+    pub fn signal(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live local buffer to our own
+        // descriptor. A full counter (EAGAIN) is already readable, so the
+        // result needs no handling.
+        unsafe { libc::write(self.raw(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// Makes the descriptor quiet until the next signal.
+    pub fn drain(&self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live local buffer from our own
+        // non-blocking descriptor; EAGAIN (nothing to drain) is fine.
+        unsafe { libc::read(self.raw(), count.as_mut_ptr().cast(), count.len()) };
+    }
 }
 
 /// The file system a manager works on.
@@ -147,6 +191,7 @@ const MAX_SMALL_FILE: u64 = 1 << 20;
 /// ready at once. The sync backend, and the queue of [`MemIo`].
 pub struct BlockingQueue<F> {
     done: VecDeque<Completion>,
+    event: Option<Arc<EventFd>>,
     _file: std::marker::PhantomData<fn() -> F>,
 }
 
@@ -154,7 +199,17 @@ impl<F> Default for BlockingQueue<F> {
     fn default() -> Self {
         BlockingQueue {
             done: VecDeque::new(),
+            event: None,
             _file: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F> BlockingQueue<F> {
+    fn finish(&mut self, completion: Completion) {
+        self.done.push_back(completion);
+        if let Some(event) = &self.event {
+            event.signal();
         }
     }
 }
@@ -164,12 +219,12 @@ impl<F: IoFile> SubmitQueue for BlockingQueue<F> {
 
     fn write(&mut self, file: &Arc<F>, buf: Vec<u8>, offset: u64) {
         let result = file.write_at(&buf, offset);
-        self.done.push_back(Completion::Write { buf, result });
+        self.finish(Completion::Write { buf, result });
     }
 
     fn sync(&mut self, file: &Arc<F>, token: u64) {
         let result = file.sync_data();
-        self.done.push_back(Completion::Sync { token, result });
+        self.finish(Completion::Sync { token, result });
     }
 
     fn reap(&mut self, _wait: bool, out: &mut Vec<Completion>) {
@@ -178,6 +233,11 @@ impl<F: IoFile> SubmitQueue for BlockingQueue<F> {
 
     fn in_flight(&self) -> usize {
         self.done.len()
+    }
+
+    fn attach_event(&mut self, event: Arc<EventFd>) -> io::Result<()> {
+        self.event = Some(event);
+        Ok(())
     }
 }
 

@@ -7,8 +7,9 @@
 //! [`Error::Busy`] instead of waiting. Writers share nothing on the append
 //! path but a read of the manager's epoch.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use crate::format::{
     Encoder, FRAME_HEADER_LEN, OpRef, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader, frame_seed,
     seal_frame,
 };
-use crate::io::{Completion, Io, IoFile, SubmitQueue};
+use crate::io::{Completion, EventFd, Io, IoFile, SubmitQueue};
 use crate::segment::{prepare, segment_name};
 
 /// Bytes gathered before they are handed to the queue as one write.
@@ -100,6 +101,29 @@ fn run_when_idle() {
     }
 }
 
+/// A submitted sync on its way.
+struct PendingSync {
+    token: u64,
+    /// The lane position it makes durable.
+    boundary: u64,
+    /// Its fdatasync of the active segment has completed.
+    queue_done: bool,
+    /// Background fdatasyncs of full segments it also waits for.
+    retiring: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Handed out by poll/wait (not for group-commit syncs).
+    report: bool,
+}
+
+/// A finished sync (`cw_completion`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncCompletion {
+    pub token: u64,
+    /// The boundary this sync made durable; on failure, the last durable one.
+    pub synced_position: u64,
+    /// Why it failed (the writer is poisoned then).
+    pub result: std::result::Result<(), String>,
+}
+
 /// The next segment, being prepared on its own thread.
 struct Preparation<F> {
     thread: JoinHandle<Result<F>>,
@@ -138,9 +162,15 @@ pub(crate) struct Lane<I: Io> {
     shared: Arc<Shared>,
     queue: I::Queue,
     segment: ActiveSegment<I::File>,
-    /// fdatasyncs of full segments, running since their rotation; a sync
-    /// waits for them before it reports anything durable.
+    /// fdatasyncs of full segments, running since their rotation; the next
+    /// sync submitted takes them over and completes only after them.
     retiring: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Submitted syncs, in token (and so boundary) order.
+    pending: VecDeque<PendingSync>,
+    /// Finished syncs the caller asked for, not yet handed out by poll/wait.
+    finished: VecDeque<SyncCompletion>,
+    /// Turns readable when completions are ready.
+    event: Arc<EventFd>,
     prepared: Option<Preparation<I::File>>,
     encoder: Encoder,
     buf: Vec<u8>,
@@ -177,9 +207,10 @@ impl<I: Io> Lane<I> {
             resume,
             prepared_next,
         } = start;
-        let queue = io
-            .queue()
-            .map_err(|e| Error::io(format!("setting up the I/O queue of lane {core_id}"), e))?;
+        let setup = |e| Error::io(format!("setting up the I/O queue of lane {core_id}"), e);
+        let mut queue = io.queue().map_err(setup)?;
+        let event = Arc::new(EventFd::new().map_err(setup)?);
+        queue.attach_event(event.clone()).map_err(setup)?;
         let mut lane = Lane {
             io,
             core_id,
@@ -192,6 +223,9 @@ impl<I: Io> Lane<I> {
                 seed: frame_seed(core_id, resume.segment_index),
             },
             retiring: Vec::new(),
+            pending: VecDeque::new(),
+            finished: VecDeque::new(),
+            event,
             prepared: None,
             encoder: Encoder::default(),
             buf: Vec::with_capacity(WRITE_BUF_BYTES),
@@ -388,10 +422,12 @@ impl<I: Io> Lane<I> {
         self.reap(false)
     }
 
-    /// Collects finished operations; a failed one poisons the writer.
-    fn reap(&mut self, wait: bool) -> Result<()> {
+    /// Collects finished queue operations and completes the syncs they
+    /// finish. A failed operation poisons the writer. With `block`, waits for
+    /// at least one queue operation if any is in flight.
+    fn reap(&mut self, block: bool) -> Result<()> {
         let mut done = std::mem::take(&mut self.completions);
-        self.queue.reap(wait, &mut done);
+        self.queue.reap(block, &mut done);
         let mut failure = None;
         for completion in done.drain(..) {
             match completion {
@@ -403,17 +439,69 @@ impl<I: Io> Lane<I> {
                     buf.clear();
                     self.spare.push(buf);
                 }
-                Completion::Sync { result: Err(e), .. } => {
-                    failure
-                        .get_or_insert(format!("fdatasync of lane {} failed: {e}", self.core_id));
+                Completion::Sync { token, result } => {
+                    if let Err(e) = result {
+                        failure.get_or_insert(format!(
+                            "fdatasync of lane {} failed: {e}",
+                            self.core_id
+                        ));
+                    }
+                    if let Some(p) = self.pending.iter_mut().find(|p| p.token == token) {
+                        p.queue_done = true;
+                    }
                 }
-                Completion::Sync { .. } => {}
             }
         }
         self.completions = done;
-        match failure {
-            Some(why) => Err(self.poison(why)),
-            None => Ok(()),
+        if let Some(why) = failure {
+            self.poison(why);
+        }
+        self.complete_syncs(false);
+        self.check_usable()
+    }
+
+    /// Completes submitted syncs in token order: a sync is done when its
+    /// fdatasync and the background syncs it took over have finished. Only
+    /// then does `synced_position` move, to that sync's boundary. With
+    /// `block`, waits for the background syncs of the oldest one.
+    fn complete_syncs(&mut self, block: bool) {
+        while let Some(front) = self.pending.front_mut() {
+            if self.poisoned.is_none() {
+                let background_done = front.retiring.iter().all(|h| h.is_finished());
+                if !front.queue_done || (!background_done && !block) {
+                    break;
+                }
+                for handle in front.retiring.drain(..) {
+                    let failed = match handle.join() {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "the syncing thread panicked".to_string(),
+                    };
+                    self.poisoned.get_or_insert(format!(
+                        "fdatasync of a full segment of lane {} failed: {failed}",
+                        self.core_id
+                    ));
+                }
+            }
+            let front = self.pending.pop_front().expect("checked above");
+            let result = match &self.poisoned {
+                Some(why) => Err(why.clone()),
+                None => {
+                    self.synced_position = self.synced_position.max(front.boundary);
+                    Ok(())
+                }
+            };
+            if front.report {
+                self.finished.push_back(SyncCompletion {
+                    token: front.token,
+                    synced_position: if result.is_ok() {
+                        front.boundary
+                    } else {
+                        self.synced_position
+                    },
+                    result,
+                });
+            }
         }
     }
 
@@ -452,48 +540,110 @@ impl<I: Io> Lane<I> {
                 seed: frame_seed(self.core_id, next_index),
             },
         );
-        // The full segment receives no more writes; every write to it has
-        // completed (flush reaped them), so its fdatasync can start now and
-        // overlap with appends to the next one.
-        debug_assert_eq!(self.queue.in_flight(), 0);
-        let full = old.file;
-        self.retiring
-            .push(std::thread::spawn(move || full.sync_data()));
+        // The full segment receives no more writes. Once every write queued
+        // to it has completed, its fdatasync can run on its own thread and
+        // overlap with appends to the next segment; the next sync submitted
+        // waits for it.
+        while self.queue.in_flight() > 0 {
+            self.reap(true)?;
+        }
+        let (full, event) = (old.file, self.event.clone());
+        self.retiring.push(std::thread::spawn(move || {
+            let result = full.sync_data();
+            event.signal();
+            result
+        }));
         self.start_segment_header();
         self.prepare_next();
         Ok(())
     }
 
-    /// Flushes and fdatasyncs everything appended so far.
-    pub(crate) fn sync(&mut self) -> Result<()> {
+    /// Starts making everything appended so far durable and returns its
+    /// token at once. `report`: whether the completion is handed out by
+    /// poll/wait (syncs submitted by group commit only move the synced
+    /// position).
+    fn submit_sync(&mut self, report: bool) -> Result<u64> {
         self.check_usable()?;
-        if self.position == self.synced_position && self.retiring.is_empty() {
-            return Ok(());
-        }
-        let target = self.position;
         self.flush()?;
-        for retired in std::mem::take(&mut self.retiring) {
-            let failed = match retired.join() {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "the syncing thread panicked".to_string(),
-            };
-            return Err(self.poison(format!(
-                "fdatasync of a full segment of lane {} failed: {failed}",
-                self.core_id
-            )));
-        }
         let token = self.next_token;
         self.next_token += 1;
+        self.pending.push_back(PendingSync {
+            token,
+            boundary: self.position,
+            queue_done: false,
+            retiring: std::mem::take(&mut self.retiring),
+            report,
+        });
         self.queue.sync(&self.segment.file, token);
-        while self.queue.in_flight() > 0 {
-            self.reap(true)?;
-        }
-        self.synced_position = target;
         self.records_since_sync = 0;
         self.bytes_since_sync = 0;
         self.last_sync = Instant::now();
+        // A failure found here (a blocking queue syncs at once) belongs to
+        // this token's completion; the writer is poisoned for later calls.
+        let _ = self.reap(false);
+        Ok(token)
+    }
+
+    /// `cw_writer_sync_submit`.
+    pub(crate) fn sync_submit(&mut self) -> Result<u64> {
+        self.submit_sync(true)
+    }
+
+    /// Hands out up to `max` finished syncs, oldest first, without blocking.
+    /// Also submits a sync when group commit says one is due.
+    pub(crate) fn poll(&mut self, max: usize, out: &mut Vec<SyncCompletion>) -> Result<()> {
+        // Drain before reaping: a completion that lands after this point
+        // signals the descriptor again.
+        self.event.drain();
+        let reaped = self.reap(false);
+        if reaped.is_ok() && self.position > self.synced_position && self.pending.is_empty() {
+            self.sync_if_due()?;
+        }
+        let n = max.min(self.finished.len());
+        out.extend(self.finished.drain(..n));
+        if out.is_empty() {
+            // Poisoned and nothing left to report.
+            reaped?;
+        }
         Ok(())
+    }
+
+    /// Blocks until sync `token` has finished and hands out its completion
+    /// (earlier ones stay for poll).
+    pub(crate) fn wait(&mut self, token: u64) -> Result<SyncCompletion> {
+        loop {
+            if let Some(i) = self.finished.iter().position(|c| c.token == token) {
+                return Ok(self.finished.remove(i).expect("found above"));
+            }
+            if !self.pending.iter().any(|p| p.token == token) {
+                return Err(Error::NotFound(format!(
+                    "sync token {token} is not pending on writer {} (never issued, or already reported)",
+                    self.core_id
+                )));
+            }
+            if self.queue.in_flight() > 0 {
+                let _ = self.reap(true);
+            } else {
+                // Only background segment syncs are left to wait for.
+                self.complete_syncs(true);
+            }
+        }
+    }
+
+    /// Flushes and fdatasyncs everything appended so far (submit + wait).
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.check_usable()?;
+        if self.position == self.synced_position
+            && self.retiring.is_empty()
+            && self.pending.is_empty()
+        {
+            return Ok(());
+        }
+        let token = self.submit_sync(true)?;
+        match self.wait(token)?.result {
+            Ok(()) => Ok(()),
+            Err(why) => Err(Error::Poisoned(why)),
+        }
     }
 
     fn sync_if_due(&mut self) -> Result<()> {
@@ -502,7 +652,11 @@ impl<I: Io> Lane<I> {
             || (c.sync_every_bytes > 0 && self.bytes_since_sync >= c.sync_every_bytes)
             || c.sync_interval
                 .is_some_and(|every| self.last_sync.elapsed() >= every);
-        if due { self.sync() } else { Ok(()) }
+        if due {
+            self.submit_sync(false).map(drop)
+        } else {
+            Ok(())
+        }
     }
 
     /// Syncs for the background flusher when there is unsynced data.
@@ -549,6 +703,9 @@ pub struct Writer<I: Io> {
     position: AtomicU64,
     synced_position: AtomicU64,
     sequence: AtomicU64,
+    /// The lane's eventfd number; -1 once the writer is closed (the lane
+    /// owns the descriptor and closes it).
+    event_fd: AtomicI32,
     lane: Mutex<Option<Lane<I>>>,
 }
 
@@ -559,6 +716,7 @@ impl<I: Io> Writer<I> {
             position: AtomicU64::new(lane.position()),
             synced_position: AtomicU64::new(lane.synced_position()),
             sequence: AtomicU64::new(lane.next_sequence()),
+            event_fd: AtomicI32::new(lane.event.raw()),
             lane: Mutex::new(Some(lane)),
         }
     }
@@ -639,6 +797,36 @@ impl<I: Io> Writer<I> {
         result
     }
 
+    /// Starts a sync of everything appended so far; returns its token.
+    pub fn sync_submit(&self) -> Result<u64> {
+        self.with_lane(|lane| lane.sync_submit())
+    }
+
+    /// Up to `max` finished syncs, oldest first; never blocks. An empty
+    /// result is a normal answer.
+    pub fn poll(&self, max: usize) -> Result<Vec<SyncCompletion>> {
+        let mut out = Vec::new();
+        self.with_lane(|lane| lane.poll(max, &mut out))?;
+        Ok(out)
+    }
+
+    /// Like [`Writer::poll`], into a caller's buffer (cleared first).
+    pub fn poll_into(&self, max: usize, out: &mut Vec<SyncCompletion>) -> Result<()> {
+        out.clear();
+        self.with_lane(|lane| lane.poll(max, out))
+    }
+
+    /// Blocks until sync `token` finishes; returns its completion.
+    pub fn wait(&self, token: u64) -> Result<SyncCompletion> {
+        self.with_lane(|lane| lane.wait(token))
+    }
+
+    /// A descriptor that turns readable when completions are ready for
+    /// [`Writer::poll`]; polling drains it.
+    pub fn event_fd(&self) -> std::os::fd::RawFd {
+        self.event_fd.load(Ordering::Acquire)
+    }
+
     /// Syncs unless another thread is inside the writer (then it is skipped).
     pub(crate) fn flush_if_idle(&self) {
         if let Ok(mut guard) = self.lane.try_lock()
@@ -656,6 +844,7 @@ impl<I: Io> Writer<I> {
         let Some(mut lane) = guard.take() else {
             return Ok(());
         };
+        self.event_fd.store(-1, Ordering::Release);
         let result = lane.sync();
         self.publish(&lane);
         result
