@@ -32,6 +32,8 @@ pub enum OpenMode {
 pub trait IoFile: Send + Sync + 'static {
     /// Writes all of `buf` at `offset`.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// One write of as much of `buf` as the system takes; returns how much.
+    fn write_some_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// fdatasync.
@@ -60,6 +62,8 @@ pub enum Completion {
     Write {
         buf: Vec<u8>,
         result: io::Result<()>,
+        /// Bytes that reached the file (all of `buf` on success).
+        written: usize,
     },
     /// A sync finished.
     Sync { token: u64, result: io::Result<()> },
@@ -218,8 +222,23 @@ impl<F: IoFile> SubmitQueue for BlockingQueue<F> {
     type File = F;
 
     fn write(&mut self, file: &Arc<F>, buf: Vec<u8>, offset: u64) {
-        let result = file.write_at(&buf, offset);
-        self.finish(Completion::Write { buf, result });
+        let mut written = 0;
+        let result = loop {
+            if written == buf.len() {
+                break Ok(());
+            }
+            match file.write_some_at(&buf[written..], offset + written as u64) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.finish(Completion::Write {
+            buf,
+            result,
+            written,
+        });
     }
 
     fn sync(&mut self, file: &Arc<F>, token: u64) {
@@ -270,6 +289,10 @@ impl FileIo {
 impl IoFile for File {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         FileExt::write_all_at(self, buf, offset)
+    }
+
+    fn write_some_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        FileExt::write_at(self, buf, offset)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -647,6 +670,10 @@ impl IoFile for MemFile {
         }
         d.data[start..start + buf.len()].copy_from_slice(buf);
         Ok(())
+    }
+
+    fn write_some_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.write_at(buf, offset).map(|()| buf.len())
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {

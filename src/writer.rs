@@ -429,16 +429,26 @@ impl<I: Io> Lane<I> {
         let mut done = std::mem::take(&mut self.completions);
         self.queue.reap(block, &mut done);
         let mut failure = None;
+        let mut out_of_space = None;
         for completion in done.drain(..) {
             match completion {
-                Completion::Write { mut buf, result } => {
-                    if let Err(e) = result {
+                Completion::Write {
+                    buf,
+                    result: Err(e),
+                    written,
+                } => {
+                    if written == 0
+                        && e.raw_os_error() == Some(libc::ENOSPC)
+                        && out_of_space.is_none()
+                    {
+                        out_of_space = Some((buf, e));
+                    } else {
                         failure
                             .get_or_insert(format!("write to lane {} failed: {e}", self.core_id));
+                        self.recycle(buf);
                     }
-                    buf.clear();
-                    self.spare.push(buf);
                 }
+                Completion::Write { buf, .. } => self.recycle(buf),
                 Completion::Sync { token, result } => {
                     if let Err(e) = result {
                         failure.get_or_insert(format!(
@@ -453,11 +463,43 @@ impl<I: Io> Lane<I> {
             }
         }
         self.completions = done;
+        let clean_error = match out_of_space {
+            // Nothing of the write reached the file and no sync waits on it:
+            // its bytes go back in front of the buffer, to be written again
+            // later, and the writer stays usable.
+            Some((mut bytes, e))
+                if failure.is_none() && self.pending.is_empty() && self.queue.in_flight() == 0 =>
+            {
+                self.buf_offset -= bytes.len() as u64;
+                bytes.extend_from_slice(&self.buf);
+                let rest = std::mem::replace(&mut self.buf, bytes);
+                self.recycle(rest);
+                Some(Error::io(
+                    format!(
+                        "writing lane {} (nothing was lost; retry once space is free)",
+                        self.core_id
+                    ),
+                    e,
+                ))
+            }
+            Some((bytes, e)) => {
+                failure.get_or_insert(format!("write to lane {} failed: {e}", self.core_id));
+                self.recycle(bytes);
+                None
+            }
+            None => None,
+        };
         if let Some(why) = failure {
             self.poison(why);
         }
         self.complete_syncs(false);
-        self.check_usable()
+        self.check_usable()?;
+        clean_error.map_or(Ok(()), Err)
+    }
+
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        self.spare.push(buf);
     }
 
     /// Completes submitted syncs in token order: a sync is done when its

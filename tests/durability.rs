@@ -291,3 +291,66 @@ fn real_files_pipeline_syncs_while_appending() {
         20_000
     );
 }
+
+#[test]
+fn enospc_before_any_byte_is_written_is_a_clean_error() {
+    let io = MemIo::new();
+    let opts = Options {
+        segment_bytes: 4 << 20,
+        ..options(1)
+    };
+    let m = Manager::open_with(io.clone(), dir(), &opts).unwrap();
+    let w = m.writer(0).unwrap();
+    io.fail(
+        FaultOp::Write,
+        "wal-00000-0000000000",
+        0,
+        Some(1),
+        libc::ENOSPC,
+    );
+    let mut appended = 0u32;
+    let err = loop {
+        match w.append_put(&appended.to_be_bytes(), &[b'v'; 200]) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(appended < 10_000, "the buffer never flushed");
+    };
+    assert!(
+        matches!(&err, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC)),
+        "{err}"
+    );
+    // Not poisoned: space is back, the same records go out on the next sync.
+    w.append_put(b"after", b"space came back").unwrap();
+    w.sync().expect("the writer is still usable");
+    io.crash();
+    drop(m);
+    io.restart();
+    let recs = read_all(&io, dir()).unwrap();
+    assert_eq!(
+        recs.len(),
+        appended as usize + 1,
+        "every acknowledged append, once"
+    );
+    assert_eq!(recs.last().unwrap().op, "put after space came back");
+}
+
+#[test]
+fn enospc_in_the_flush_of_a_sync_issues_no_token_and_loses_nothing() {
+    let io = MemIo::new();
+    let m = open(&io, 1);
+    let w = m.writer(0).unwrap();
+    w.append_put(b"a", b"1").unwrap();
+    io.fail(
+        FaultOp::Write,
+        "wal-00000-0000000000",
+        0,
+        None,
+        libc::ENOSPC,
+    );
+    // The sync's own flush fails: nothing is lost, no token is issued.
+    assert!(matches!(w.sync_submit(), Err(Error::Io { .. })));
+    io.clear_faults();
+    let token = w.sync_submit().unwrap();
+    assert!(w.wait(token).unwrap().result.is_ok());
+}
