@@ -16,6 +16,7 @@ pub mod meta;
 pub mod options;
 pub mod recovery;
 pub mod segment;
+pub mod uring;
 pub mod writer;
 
 pub use error::{Error, Result};

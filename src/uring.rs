@@ -1,0 +1,1444 @@
+//! An io_uring [`SubmitQueue`] for real files.
+//!
+//! One ring per queue, so one per writer; a queue is used by one thread at a
+//! time and never shared. Writes go to the kernel at explicit offsets; the
+//! queue owns each buffer until the write's completion and then hands it
+//! back. Syncs are `fdatasync`s ordered after every write queued before them.
+//!
+//! How the guarantees of [`SubmitQueue`] are kept:
+//!
+//! - **Ordering of a sync** (the SPEC's "linked fdatasync"). Each fsync
+//!   carries `IOSQE_IO_DRAIN`: the kernel
+//!   starts it only once every request submitted before it on this ring has
+//!   completed. DRAIN rather than `IOSQE_IO_LINK` because a link chain only
+//!   spans one submission batch (writes are submitted as they are queued, so
+//!   a sync could not link to writes already handed to the kernel), and
+//!   because a failed or short write breaks a chain and cancels the fsync,
+//!   which would turn one failure into two. The price: requests submitted
+//!   after a drained fsync wait for it too. A write that comes back short is
+//!   resubmitted for the rest; a sync queued after it on the same file that
+//!   may have started before the rest was written is issued again once it
+//!   completes, and only that second completion is reported.
+//! - **No lost completions.** At most as many requests as the completion
+//!   queue has entries are in the kernel at once (more are held in a
+//!   user-space backlog), so the CQ cannot overflow even on kernels without
+//!   `IORING_FEAT_NODROP`; `EBUSY`/`EAGAIN` from a submit are met by reaping
+//!   first and trying again.
+//! - **Buffers and files outlive their requests.** Each request's buffer
+//!   (a `Vec`, whose heap block does not move when the `Vec` does) and a
+//!   clone of its file's `Arc` stay in a slab slot named by the request's
+//!   `user_data` until its last completion has been reaped. Dropping the
+//!   queue waits for every request (see [`UringQueue`]'s `Drop`).
+//! - **Every error is reported**, as a failed [`Completion`] carrying the
+//!   errno (`ECANCELED` included), never dropped.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Weak};
+
+use io_uring::{IoUring, Probe, opcode, squeue, types};
+
+use crate::io::{Completion, SubmitQueue};
+
+/// The environment variable that, set to anything but `""` or `"0"`, makes
+/// [`probe`] and [`UringQueue::new`] fail as if the kernel had no io_uring.
+pub const DISABLE_ENV: &str = "COREWAL_DISABLE_IO_URING";
+
+const DISABLED_MESSAGE: &str = "io_uring disabled by COREWAL_DISABLE_IO_URING";
+
+/// Size of each queue's table of registered files. A writer writes to one
+/// segment at a time, so a few slots are plenty; files beyond them are used
+/// through plain descriptors.
+const FIXED_FILES: u32 = 16;
+
+/// The most bytes one write request asks for (the SQE's length is 32-bit);
+/// a longer buffer is written in pieces, like a short write.
+const MAX_CHUNK: u32 = 1 << 30;
+
+/// Settings of a [`UringQueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringOptions {
+    /// Submission queue entries (rounded up to a power of two by the
+    /// kernel, clamped to its maximum). The completion queue has twice as
+    /// many, and bounds how many requests are in the kernel at once.
+    pub entries: u32,
+    /// Let a kernel thread poll the submission queue, so submitting needs
+    /// no system call while that thread is awake.
+    pub sqpoll: bool,
+    /// How long the SQPOLL thread spins without work before it sleeps.
+    pub sqpoll_idle_ms: u32,
+}
+
+impl Default for UringOptions {
+    fn default() -> Self {
+        UringOptions {
+            entries: 256,
+            sqpoll: false,
+            sqpoll_idle_ms: 1000,
+        }
+    }
+}
+
+/// Checks that io_uring can be used here: a small ring can be set up and it
+/// supports the write and fsync operations. The error says why not, e.g.
+/// `io_uring_setup: Operation not permitted (os error 1) (seccomp or
+/// kernel.io_uring_disabled)`. Honours [`DISABLE_ENV`].
+pub fn probe() -> Result<(), String> {
+    probe_with(disabled_by_env())
+}
+
+pub(crate) fn probe_with(disabled: bool) -> Result<(), String> {
+    if disabled {
+        return Err(DISABLED_MESSAGE.to_owned());
+    }
+    let ring = IoUring::new(4).map_err(|e| setup_error(&e))?;
+    check_opcodes(&ring).map_err(|e| e.to_string())
+}
+
+fn disabled_by_env() -> bool {
+    disabled_by(std::env::var_os(DISABLE_ENV).as_deref())
+}
+
+fn disabled_by(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+fn setup_error(e: &io::Error) -> String {
+    let hint = match e.raw_os_error() {
+        Some(libc::EPERM) => " (seccomp or kernel.io_uring_disabled)",
+        Some(libc::ENOSYS) => " (kernel without io_uring, or a seccomp filter)",
+        Some(libc::ENOMEM) => " (locked-memory limit too low)",
+        _ => "",
+    };
+    format!("io_uring_setup: {e}{hint}")
+}
+
+fn check_opcodes(ring: &IoUring) -> io::Result<()> {
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("io_uring opcode probe failed: {e}"),
+        )
+    })?;
+    for (code, name) in [
+        (opcode::Write::CODE, "IORING_OP_WRITE"),
+        (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring here does not support {name}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Which kind of completion [`UringQueue::inject_failure`] fails.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectOp {
+    Write,
+    Sync,
+}
+
+/// How a request names its file.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A slot of the ring's registered-file table.
+    Fixed(u32),
+    Fd(RawFd),
+}
+
+enum OpKind {
+    Write {
+        buf: Vec<u8>,
+        offset: u64,
+        /// Bytes already written by earlier (short) completions.
+        done: usize,
+    },
+    Sync {
+        token: u64,
+        /// A write queued before this sync was resubmitted after the sync
+        /// may have started: issue the sync again when it completes.
+        redo: bool,
+    },
+}
+
+/// A queued request, in the slab until its final completion is reaped.
+struct Op {
+    /// Keeps the file open while the kernel may use its descriptor.
+    file: Arc<File>,
+    target: Target,
+    /// Queue order, for "queued before".
+    seq: u64,
+    /// Handed to the kernel (pushed to the SQ) and its CQE not yet reaped.
+    in_ring: bool,
+    kind: OpKind,
+}
+
+/// One entry of the registered-file table.
+#[derive(Default)]
+struct FileSlot {
+    /// The file registered here. A `Weak` keeps the `Arc`'s allocation, so
+    /// no other file can show up at the same address while it is here; it
+    /// does not keep the file open.
+    file: Option<Weak<File>>,
+    /// Queued requests that use this slot.
+    ops: usize,
+}
+
+/// An io_uring submission queue for one writer. See the module docs.
+///
+/// Writes queued together are in flight together and may land in any order,
+/// like concurrent `pwrite`s; a sync covers every write queued before it.
+///
+/// Dropping the queue hands every queued request to the kernel and waits for
+/// all of them (regular-file writes and fsyncs finish in bounded time, and
+/// cancelling a write would leave a hole where the caller's bytes belong);
+/// their completions are discarded.
+pub struct UringQueue {
+    ring: IoUring,
+    /// Requests by `user_data`.
+    ops: Vec<Option<Op>>,
+    free: Vec<usize>,
+    /// Requests in `ops`.
+    live: usize,
+    /// Requests (new, or resubmissions) waiting to be pushed to the SQ, in
+    /// order.
+    backlog: VecDeque<usize>,
+    /// Finished, waiting for `reap`.
+    ready: VecDeque<Completion>,
+    /// Requests pushed to the SQ whose CQE has not been reaped.
+    in_ring: usize,
+    /// Most requests in the ring at once: the CQ's size.
+    cq_cap: usize,
+    next_seq: u64,
+    /// Registered-file table; empty when registration is unavailable.
+    files: Vec<FileSlot>,
+    event: OwnedFd,
+    sqpoll: bool,
+    injected: VecDeque<(InjectOp, i32)>,
+    /// Set when the ring itself failed (not one request): every request is
+    /// failed with this errno from then on.
+    broken: Option<i32>,
+    cqes: Vec<(u64, i32)>,
+    max_chunk: u32,
+    /// Writes resubmitted for their rest after a short completion.
+    resubmitted_writes: u64,
+    /// Syncs issued again because a write before them was resubmitted.
+    repeated_syncs: u64,
+}
+
+impl UringQueue {
+    /// Sets up a ring, its registered-file table and its event fd. Fails if
+    /// io_uring is unavailable (or disabled by [`DISABLE_ENV`]) or lacks the
+    /// operations needed.
+    pub fn new(options: UringOptions) -> io::Result<UringQueue> {
+        Self::new_with(options, disabled_by_env())
+    }
+
+    fn new_with(options: UringOptions, disabled: bool) -> io::Result<UringQueue> {
+        if disabled {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, DISABLED_MESSAGE));
+        }
+        if options.entries == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "io_uring needs at least one submission queue entry",
+            ));
+        }
+        let mut builder = IoUring::builder();
+        builder.setup_clamp();
+        if options.sqpoll {
+            builder.setup_sqpoll(options.sqpoll_idle_ms);
+        }
+        let ring = builder.build(options.entries)?;
+        check_opcodes(&ring)?;
+        let cq_cap = ring.params().cq_entries() as usize;
+
+        // SAFETY: eventfd takes only integer arguments.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nothing
+        // else.
+        let event = unsafe { OwnedFd::from_raw_fd(fd) };
+        ring.submitter().register_eventfd(event.as_raw_fd())?;
+
+        // Registered files make each request skip the descriptor lookup;
+        // without them (old kernel, RLIMIT_NOFILE) plain descriptors work.
+        let files = match ring.submitter().register_files_sparse(FIXED_FILES) {
+            Ok(()) => (0..FIXED_FILES).map(|_| FileSlot::default()).collect(),
+            Err(_) => Vec::new(),
+        };
+
+        Ok(UringQueue {
+            ring,
+            ops: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            backlog: VecDeque::new(),
+            ready: VecDeque::new(),
+            in_ring: 0,
+            cq_cap,
+            next_seq: 0,
+            files,
+            event,
+            sqpoll: options.sqpoll,
+            injected: VecDeque::new(),
+            broken: None,
+            cqes: Vec::new(),
+            max_chunk: MAX_CHUNK,
+            resubmitted_writes: 0,
+            repeated_syncs: 0,
+        })
+    }
+
+    /// A descriptor that turns readable when completions are posted, for an
+    /// event loop (epoll, a netpoller) to wait on. [`SubmitQueue::reap`]
+    /// drains it, so after a wake-up, reap: the descriptor stays quiet until
+    /// the next completion. A wake-up with nothing to reap can happen and is
+    /// harmless. Owned by the queue: do not close it.
+    pub fn event_fd(&self) -> RawFd {
+        self.event.as_raw_fd()
+    }
+
+    /// Makes the next completion of kind `op` report `errno` instead of its
+    /// real result. For tests of failure handling.
+    #[doc(hidden)]
+    pub fn inject_failure(&mut self, op: InjectOp, errno: i32) {
+        self.injected.push_back((op, errno));
+    }
+
+    fn queue(&mut self, file: &Arc<File>, kind: OpKind) {
+        let target = self.target_for(file);
+        let op = Op {
+            file: Arc::clone(file),
+            target,
+            seq: self.next_seq,
+            in_ring: false,
+            kind,
+        };
+        self.next_seq += 1;
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.ops[id] = Some(op);
+                id
+            }
+            None => {
+                self.ops.push(Some(op));
+                self.ops.len() - 1
+            }
+        };
+        self.live += 1;
+        self.backlog.push_back(id);
+        self.advance();
+    }
+
+    /// Finishes a request without the kernel (empty write, broken ring).
+    fn finish_now(&mut self, completion: Completion) {
+        self.ready.push_back(completion);
+        self.notify();
+    }
+
+    /// The slot of `file` in the registered-file table, registering it if
+    /// needed; its descriptor if there is no free slot or registration fails.
+    fn target_for(&mut self, file: &Arc<File>) -> Target {
+        let fd = file.as_raw_fd();
+        let ptr = Arc::as_ptr(file);
+        let found = self
+            .files
+            .iter()
+            .position(|s| s.file.as_ref().is_some_and(|w| w.as_ptr() == ptr));
+        if let Some(i) = found {
+            self.files[i].ops += 1;
+            return Target::Fixed(i as u32);
+        }
+        // An empty slot, else one whose file is gone, else one whose file
+        // has nothing in flight.
+        let free = self
+            .files
+            .iter()
+            .position(|s| s.file.is_none())
+            .or_else(|| {
+                self.files.iter().position(|s| {
+                    s.ops == 0 && s.file.as_ref().is_some_and(|w| w.strong_count() == 0)
+                })
+            })
+            .or_else(|| self.files.iter().position(|s| s.ops == 0));
+        let Some(i) = free else {
+            return Target::Fd(fd);
+        };
+        match self.ring.submitter().register_files_update(i as u32, &[fd]) {
+            Ok(1) => {
+                self.files[i] = FileSlot {
+                    file: Some(Arc::downgrade(file)),
+                    ops: 1,
+                };
+                Target::Fixed(i as u32)
+            }
+            _ => {
+                self.files[i] = FileSlot::default();
+                Target::Fd(fd)
+            }
+        }
+    }
+
+    /// Unregisters slots whose file nobody holds any more, so the kernel's
+    /// reference does not keep it open.
+    fn release_dead_files(&mut self) {
+        for i in 0..self.files.len() {
+            let slot = &self.files[i];
+            let dead = slot.ops == 0 && slot.file.as_ref().is_some_and(|w| w.strong_count() == 0);
+            if dead
+                && self
+                    .ring
+                    .submitter()
+                    .register_files_update(i as u32, &[-1])
+                    .is_ok()
+            {
+                self.files[i] = FileSlot::default();
+            }
+        }
+    }
+
+    /// The SQE for request `id`, as it stands (a write asks for what is
+    /// left of its buffer).
+    fn entry_for(&self, id: usize) -> squeue::Entry {
+        let op = self.ops[id].as_ref().expect("queued request in the slab");
+        let entry = match &op.kind {
+            OpKind::Write { buf, offset, done } => {
+                let rest = &buf[*done..];
+                let len = rest.len().min(self.max_chunk as usize) as u32;
+                let at = offset + *done as u64;
+                match op.target {
+                    Target::Fixed(i) => opcode::Write::new(types::Fixed(i), rest.as_ptr(), len)
+                        .offset(at)
+                        .build(),
+                    Target::Fd(fd) => opcode::Write::new(types::Fd(fd), rest.as_ptr(), len)
+                        .offset(at)
+                        .build(),
+                }
+            }
+            OpKind::Sync { .. } => {
+                let entry = match op.target {
+                    Target::Fixed(i) => opcode::Fsync::new(types::Fixed(i))
+                        .flags(types::FsyncFlags::DATASYNC)
+                        .build(),
+                    Target::Fd(fd) => opcode::Fsync::new(types::Fd(fd))
+                        .flags(types::FsyncFlags::DATASYNC)
+                        .build(),
+                };
+                // DRAIN: start only after everything submitted before it
+                // on this ring has completed (see the module docs).
+                entry.flags(squeue::Flags::IO_DRAIN)
+            }
+        };
+        entry.user_data(id as u64)
+    }
+
+    /// Pushes the backlog to the SQ, as far as the CQ has room, and submits.
+    fn advance(&mut self) {
+        while let Some(&id) = self.backlog.front() {
+            if self.broken.is_some() {
+                return;
+            }
+            if self.in_ring >= self.cq_cap {
+                // The CQ could overflow: take what has finished first.
+                if self.harvest() == 0 {
+                    break;
+                }
+                continue;
+            }
+            let entry = self.entry_for(id);
+            // SAFETY: the entry points at the heap block of a buffer, and
+            // names a descriptor or registered slot of a file, both held by
+            // `self.ops[id]` (with a clone of the file's `Arc`) until the
+            // request's last CQE is reaped; nothing touches the buffer
+            // meanwhile, and moving the `Vec` does not move its heap block.
+            // Drop waits for every request in the ring, and a broken ring
+            // leaks them rather than free them.
+            let pushed = unsafe { self.ring.submission().push(&entry) }.is_ok();
+            if !pushed {
+                // SQ full: hand its entries to the kernel, then try again.
+                self.submit();
+                if self.ring.submission().is_full() {
+                    if self.sqpoll {
+                        let _ = self.ring.submitter().squeue_wait();
+                    }
+                    if self.ring.submission().is_full() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            self.backlog.pop_front();
+            if let Some(op) = self.ops[id].as_mut() {
+                op.in_ring = true;
+            }
+            self.in_ring += 1;
+        }
+        self.submit();
+    }
+
+    /// Submits what the SQ holds. EBUSY/EAGAIN: reap to make room, retry.
+    fn submit(&mut self) {
+        loop {
+            let idle = {
+                let sq = self.ring.submission();
+                sq.is_empty() && !sq.cq_overflow()
+            };
+            if idle || self.broken.is_some() {
+                return;
+            }
+            match self.ring.submit() {
+                Ok(_) => return,
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    // Left in the SQ; the next submit takes them.
+                    Some(libc::EBUSY | libc::EAGAIN) => {
+                        if self.harvest() == 0 {
+                            return;
+                        }
+                    }
+                    _ => return self.break_down(e),
+                },
+            }
+        }
+    }
+
+    /// Takes every CQE posted; returns how many.
+    fn harvest(&mut self) -> usize {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        let mut total = 0;
+        loop {
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|cqe| (cqe.user_data(), cqe.result())),
+            );
+            total += cqes.len();
+            if self.broken.is_some() {
+                // Requests of a broken ring were already reported.
+                cqes.clear();
+                break;
+            }
+            self.in_ring -= cqes.len();
+            for &(user_data, result) in &cqes {
+                self.complete(user_data as usize, result);
+            }
+            let got = !cqes.is_empty();
+            cqes.clear();
+            // Completions the kernel kept aside (IORING_FEAT_NODROP) come
+            // back with the next enter.
+            if !(got && self.ring.submission().cq_overflow()) {
+                break;
+            }
+            let _ = self.ring.submit();
+        }
+        self.cqes = cqes;
+        total
+    }
+
+    fn take_injection(&mut self, kind: InjectOp) -> Option<i32> {
+        let i = self.injected.iter().position(|&(k, _)| k == kind)?;
+        self.injected.remove(i).map(|(_, errno)| errno)
+    }
+
+    /// Handles one CQE of request `id`.
+    fn complete(&mut self, id: usize, result: i32) {
+        let is_write = matches!(
+            self.ops.get(id),
+            Some(Some(Op {
+                kind: OpKind::Write { .. },
+                ..
+            }))
+        );
+        let injected = self.take_injection(if is_write {
+            InjectOp::Write
+        } else {
+            InjectOp::Sync
+        });
+        let result = injected.map_or(result, |errno| -errno);
+        let Some(op) = self.ops.get_mut(id).and_then(Option::as_mut) else {
+            debug_assert!(false, "a CQE for no request ({id})");
+            return;
+        };
+        op.in_ring = false;
+        let outcome = if result < 0 {
+            Err(io::Error::from_raw_os_error(-result))
+        } else {
+            Ok(())
+        };
+        match &mut op.kind {
+            OpKind::Write { buf, done, .. } if result >= 0 => {
+                if result == 0 {
+                    return self.finish(id, Err(io::ErrorKind::WriteZero.into()));
+                }
+                *done += result as usize;
+                if *done < buf.len() {
+                    // Short: write the rest. A sync on this file queued
+                    // after this write may already have started, or will
+                    // be pushed before the rest: issue it again afterwards.
+                    let (seq, file) = (op.seq, Arc::as_ptr(&op.file));
+                    for later in self.ops.iter_mut().flatten() {
+                        if let OpKind::Sync { redo, .. } = &mut later.kind
+                            && later.seq > seq
+                            && Arc::as_ptr(&later.file) == file
+                        {
+                            *redo = true;
+                        }
+                    }
+                    self.backlog.push_back(id);
+                    self.resubmitted_writes += 1;
+                    return;
+                }
+                self.finish(id, Ok(()));
+            }
+            OpKind::Sync { redo, .. } if result >= 0 && *redo => {
+                *redo = false;
+                self.backlog.push_back(id);
+                self.repeated_syncs += 1;
+            }
+            _ => self.finish(id, outcome),
+        }
+    }
+
+    /// Removes request `id` and queues its completion.
+    fn finish(&mut self, id: usize, result: io::Result<()>) {
+        let Some(op) = self.ops[id].take() else {
+            return;
+        };
+        self.free.push(id);
+        self.live -= 1;
+        if let Target::Fixed(i) = op.target {
+            self.files[i as usize].ops -= 1;
+        }
+        self.ready.push_back(match op.kind {
+            OpKind::Write { buf, .. } => Completion::Write { buf, result },
+            OpKind::Sync { token, .. } => Completion::Sync { token, result },
+        });
+    }
+
+    /// The ring itself failed (a submit or wait error that is not
+    /// transient). Fails every request with that error. Requests the kernel
+    /// may still hold are failed with an empty buffer and their buffer and
+    /// file leaked: freeing them could let the kernel write freed memory to
+    /// the file, or a reused descriptor.
+    fn break_down(&mut self, e: io::Error) {
+        let errno = e.raw_os_error().unwrap_or(libc::EIO);
+        self.broken = Some(errno);
+        for slot in &mut self.ops {
+            let Some(Op {
+                file,
+                in_ring,
+                kind,
+                ..
+            }) = slot.take()
+            else {
+                continue;
+            };
+            let result = Err(io::Error::from_raw_os_error(errno));
+            self.ready.push_back(match kind {
+                OpKind::Write { buf, .. } if in_ring => {
+                    std::mem::forget(buf);
+                    Completion::Write {
+                        buf: Vec::new(),
+                        result,
+                    }
+                }
+                OpKind::Write { buf, .. } => Completion::Write { buf, result },
+                OpKind::Sync { token, .. } => Completion::Sync { token, result },
+            });
+            if in_ring {
+                std::mem::forget(file);
+            }
+        }
+        self.ops.clear();
+        self.free.clear();
+        self.backlog.clear();
+        self.live = 0;
+        self.in_ring = 0;
+        for slot in &mut self.files {
+            slot.ops = 0;
+        }
+        self.notify();
+    }
+
+    /// Makes the event fd readable.
+    fn notify(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live local array to a descriptor the
+        // queue owns.
+        let _ = unsafe { libc::write(self.event.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// Reads the event fd until it is empty.
+    fn drain_event(&self) {
+        let mut count = [0u8; 8];
+        loop {
+            // SAFETY: reads at most 8 bytes into a live local array from a
+            // descriptor the queue owns.
+            let n = unsafe {
+                libc::read(
+                    self.event.as_raw_fd(),
+                    count.as_mut_ptr().cast(),
+                    count.len(),
+                )
+            };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            // A read empties the counter; the next sees EAGAIN unless a
+            // completion was posted in between.
+            if n <= 0 {
+                return;
+            }
+        }
+    }
+}
+
+impl SubmitQueue for UringQueue {
+    type File = File;
+
+    fn write(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        if let Some(errno) = self.broken {
+            let result = Err(io::Error::from_raw_os_error(errno));
+            return self.finish_now(Completion::Write { buf, result });
+        }
+        if buf.is_empty() {
+            return self.finish_now(Completion::Write {
+                buf,
+                result: Ok(()),
+            });
+        }
+        self.queue(
+            file,
+            OpKind::Write {
+                buf,
+                offset,
+                done: 0,
+            },
+        );
+    }
+
+    fn sync(&mut self, file: &Arc<File>, token: u64) {
+        if let Some(errno) = self.broken {
+            let result = Err(io::Error::from_raw_os_error(errno));
+            return self.finish_now(Completion::Sync { token, result });
+        }
+        self.queue(file, OpKind::Sync { token, redo: false });
+    }
+
+    fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {
+        let before = out.len();
+        loop {
+            self.advance();
+            // Drain before taking CQEs: one posted after the drain leaves
+            // the fd readable, so no wake-up is lost.
+            self.drain_event();
+            self.harvest();
+            // Resubmissions (short writes, repeated syncs) go in now, so an
+            // event loop that only reaps on wake-ups sees them finish.
+            self.advance();
+            out.extend(self.ready.drain(..));
+            if !wait || out.len() > before || self.live == 0 || self.in_ring == 0 {
+                break;
+            }
+            if let Err(e) = self.ring.submit_and_wait(1)
+                && !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ETIME)
+                )
+            {
+                self.break_down(e);
+            }
+        }
+        self.release_dead_files();
+    }
+
+    fn in_flight(&self) -> usize {
+        self.live + self.ready.len()
+    }
+}
+
+impl Drop for UringQueue {
+    fn drop(&mut self) {
+        // The kernel may read any buffer in the ring until its CQE: wait for
+        // all of them (and do what is still queued) before freeing anything.
+        while self.broken.is_none() && self.live > 0 {
+            self.advance();
+            if self.in_ring == 0 {
+                // Cannot happen (an empty ring always takes the backlog);
+                // never block on a ring with nothing in it.
+                break;
+            }
+            if let Err(e) = self.ring.submit_and_wait(1)
+                && !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ETIME)
+                )
+            {
+                // Leaks what the kernel may still hold.
+                self.break_down(e);
+            }
+            self.harvest();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    /// Skips the test (with a line saying why) where io_uring cannot run.
+    macro_rules! require_uring {
+        () => {
+            if let Err(why) = probe_with(false) {
+                eprintln!("skipping: io_uring unavailable here: {why}");
+                return;
+            }
+        };
+    }
+
+    fn queue_with(options: UringOptions) -> UringQueue {
+        UringQueue::new_with(options, false).expect("setting up a ring")
+    }
+
+    fn queue(entries: u32) -> UringQueue {
+        queue_with(UringOptions {
+            entries,
+            ..UringOptions::default()
+        })
+    }
+
+    fn temp_file(dir: &tempfile::TempDir, name: &str) -> (Arc<File>, PathBuf) {
+        let path = dir.path().join(name);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        (Arc::new(file), path)
+    }
+
+    /// `len` bytes that differ for each `seed`; the first 8 are the seed.
+    fn pattern(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut out: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let head = seed.to_le_bytes();
+        let n = head.len().min(len);
+        out[..n].copy_from_slice(&head[..n]);
+        out
+    }
+
+    fn seed_of(buf: &[u8]) -> u64 {
+        u64::from_le_bytes(buf[..8].try_into().unwrap())
+    }
+
+    /// Reaps (blocking) until nothing is in flight.
+    fn drain(q: &mut UringQueue) -> Vec<Completion> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while q.in_flight() > 0 {
+            assert!(Instant::now() < deadline, "operations never finished");
+            q.reap(true, &mut out);
+        }
+        out
+    }
+
+    fn errno_of(result: &io::Result<()>) -> Option<i32> {
+        result
+            .as_ref()
+            .err()
+            .map(|e| e.raw_os_error().unwrap_or(-1))
+    }
+
+    fn readable(fd: RawFd, timeout_ms: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, and its count.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        n == 1 && pfd.revents & libc::POLLIN != 0
+    }
+
+    fn put(model: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
+        let end = offset as usize + bytes.len();
+        if model.len() < end {
+            model.resize(end, 0);
+        }
+        model[offset as usize..end].copy_from_slice(bytes);
+    }
+
+    #[test]
+    fn writes_at_many_offsets_then_a_sync_read_back_the_same() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = temp_file(&dir, "seg");
+        let mut q = queue(32);
+        let mut model = Vec::new();
+        let mut sent = Vec::new();
+        // Out of order, with gaps and odd sizes.
+        for i in 0..64u64 {
+            let slot = (i * 37) % 64;
+            let len = 8 + ((i * 977) % 9000) as usize;
+            let offset = slot * 10_000 + (i % 7);
+            let buf = pattern(i, len);
+            put(&mut model, offset, &buf);
+            sent.push(buf.clone());
+            q.write(&file, buf, offset);
+        }
+        q.sync(&file, 7);
+        let done = drain(&mut q);
+        assert_eq!(done.len(), 65);
+        let mut returned = Vec::new();
+        for (i, c) in done.iter().enumerate() {
+            match c {
+                Completion::Write { buf, result } => {
+                    assert!(result.is_ok(), "{result:?}");
+                    returned.push(buf.clone());
+                }
+                Completion::Sync { token, result } => {
+                    assert_eq!(*token, 7);
+                    assert!(result.is_ok(), "{result:?}");
+                    assert_eq!(i, 64, "the sync finishes after every write before it");
+                }
+            }
+        }
+        returned.sort_by_key(|b| seed_of(b));
+        assert_eq!(returned, sent, "each buffer comes back once, unchanged");
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+        assert_eq!(q.in_flight(), 0);
+    }
+
+    /// Writes and syncs interleaved, reaped by polling; a sync's completion
+    /// comes only after every write queued before it, whose bytes are then
+    /// in the file.
+    fn interleaved(max_chunk: Option<u32>) -> UringQueue {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = temp_file(&dir, "seg");
+        let mut q = queue(16);
+        if let Some(chunk) = max_chunk {
+            q.max_chunk = chunk;
+        }
+        const N: u64 = 40;
+        const LEN: usize = 1000;
+        let mut written = HashSet::new();
+        let mut next_token = 0;
+        let mut out = Vec::new();
+        let check = |out: &mut Vec<Completion>, written: &mut HashSet<u64>, next: &mut u64| {
+            for c in out.drain(..) {
+                match c {
+                    Completion::Write { buf, result } => {
+                        assert!(result.is_ok(), "{result:?}");
+                        assert_eq!(buf.len(), LEN);
+                        assert!(written.insert(seed_of(&buf)), "write reported twice");
+                    }
+                    Completion::Sync { token, result } => {
+                        assert!(result.is_ok(), "{result:?}");
+                        assert_eq!(token, *next, "syncs finish in order, once each");
+                        *next += 1;
+                        let on_disk = std::fs::read(&path).unwrap();
+                        for w in 0..=token {
+                            assert!(written.contains(&w), "sync {token} before write {w}");
+                            let at = w as usize * LEN;
+                            assert_eq!(on_disk[at..at + LEN], pattern(w, LEN)[..]);
+                        }
+                    }
+                }
+            }
+        };
+        for i in 0..N {
+            q.write(&file, pattern(i, LEN), i * LEN as u64);
+            q.sync(&file, i);
+            q.reap(false, &mut out);
+            check(&mut out, &mut written, &mut next_token);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while next_token < N {
+            assert!(Instant::now() < deadline, "syncs never finished");
+            q.reap(false, &mut out);
+            check(&mut out, &mut written, &mut next_token);
+            std::thread::yield_now();
+        }
+        assert_eq!(written.len(), N as usize);
+        assert_eq!(q.in_flight(), 0);
+        q
+    }
+
+    #[test]
+    fn interleaved_syncs_finish_after_the_writes_queued_before_them() {
+        require_uring!();
+        let q = interleaved(None);
+        assert_eq!(q.resubmitted_writes, 0);
+    }
+
+    #[test]
+    fn short_writes_are_finished_before_the_syncs_after_them() {
+        require_uring!();
+        // Each 1000-byte write goes to the kernel 300 bytes at a time: the
+        // path a short completion takes.
+        let q = interleaved(Some(300));
+        assert_eq!(q.resubmitted_writes, 40 * 3);
+        eprintln!("syncs issued again: {}", q.repeated_syncs);
+    }
+
+    #[test]
+    fn a_long_write_in_pieces_completes_once() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = temp_file(&dir, "seg");
+        let mut q = queue(8);
+        q.max_chunk = 1000;
+        let buf = pattern(3, 10_000);
+        q.write(&file, buf.clone(), 5);
+        q.sync(&file, 1);
+        let done = drain(&mut q);
+        assert_eq!(done.len(), 2);
+        assert!(matches!(&done[0], Completion::Write { buf: b, result: Ok(()) } if *b == buf));
+        assert!(matches!(
+            done[1],
+            Completion::Sync {
+                token: 1,
+                result: Ok(())
+            }
+        ));
+        assert_eq!(q.resubmitted_writes, 9);
+        assert_eq!(std::fs::read(&path).unwrap()[5..], buf[..]);
+    }
+
+    #[test]
+    fn an_idle_queue_reaps_nothing_and_never_blocks() {
+        require_uring!();
+        let mut q = queue(8);
+        let mut out = Vec::new();
+        q.reap(false, &mut out);
+        assert!(out.is_empty());
+        q.reap(true, &mut out);
+        assert!(
+            out.is_empty(),
+            "wait with nothing in flight returns at once"
+        );
+        assert_eq!(q.in_flight(), 0);
+        assert!(!readable(q.event_fd(), 0));
+    }
+
+    #[test]
+    fn event_fd_turns_readable_on_completion_and_quiet_after_reap() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = temp_file(&dir, "seg");
+        let mut q = queue(8);
+        let fd = q.event_fd();
+        let mut out = Vec::new();
+        assert!(!readable(fd, 0));
+
+        q.write(&file, vec![1; 4096], 0);
+        assert!(readable(fd, 5000), "a finished write wakes the event fd");
+        q.reap(false, &mut out);
+        assert_eq!(out.len(), 1, "what woke the fd is there to reap");
+        assert!(!readable(fd, 0), "reap drained the event fd");
+
+        q.sync(&file, 1);
+        assert!(readable(fd, 5000), "a finished sync wakes the event fd");
+        q.reap(false, &mut out);
+        assert!(matches!(out[1], Completion::Sync { token: 1, .. }));
+        assert!(!readable(fd, 0));
+
+        // Finished without the kernel: still a wake-up.
+        q.write(&file, Vec::new(), 0);
+        assert!(readable(fd, 0));
+        q.reap(false, &mut out);
+        assert!(matches!(&out[2], Completion::Write { buf, result: Ok(()) } if buf.is_empty()));
+        assert!(!readable(fd, 0));
+        assert_eq!(q.in_flight(), 0);
+    }
+
+    #[test]
+    fn injected_write_failures_are_reported_once_with_their_errno() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = temp_file(&dir, "seg");
+        let mut q = queue(8);
+        q.inject_failure(InjectOp::Write, libc::EIO);
+        q.inject_failure(InjectOp::Write, libc::ECANCELED);
+        for i in 0..4u64 {
+            q.write(&file, pattern(i, 4096), i * 4096);
+        }
+        q.sync(&file, 9);
+        let done = drain(&mut q);
+        let mut errnos = Vec::new();
+        let mut seeds = Vec::new();
+        let mut syncs = Vec::new();
+        for c in &done {
+            match c {
+                Completion::Write { buf, result } => {
+                    seeds.push(seed_of(buf));
+                    errnos.extend(errno_of(result));
+                }
+                Completion::Sync { token, result } => syncs.push((*token, errno_of(result))),
+            }
+        }
+        errnos.sort();
+        let mut injected = vec![libc::EIO, libc::ECANCELED];
+        injected.sort();
+        assert_eq!(errnos, injected);
+        seeds.sort();
+        assert_eq!(seeds, vec![0, 1, 2, 3], "every buffer back, once");
+        // DRAIN orders the fsync after the writes but does not cancel it
+        // when one fails: it runs, and reports its own (good) result.
+        assert_eq!(syncs, vec![(9, None)]);
+        let mut more = Vec::new();
+        q.reap(false, &mut more);
+        assert!(more.is_empty(), "nothing reported twice");
+        assert_eq!(q.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_injected_sync_failure_is_reported_with_its_token() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = temp_file(&dir, "seg");
+        let mut q = queue(8);
+        q.inject_failure(InjectOp::Sync, libc::EIO);
+        q.write(&file, pattern(0, 4096), 0);
+        q.sync(&file, 1);
+        q.write(&file, pattern(1, 4096), 4096);
+        q.sync(&file, 2);
+        let done = drain(&mut q);
+        let summary: Vec<(char, Option<i32>)> = done
+            .iter()
+            .map(|c| match c {
+                Completion::Write { result, .. } => ('w', errno_of(result)),
+                Completion::Sync { token, result } => {
+                    (char::from(b'0' + *token as u8), errno_of(result))
+                }
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ('w', None),
+                ('1', Some(libc::EIO)),
+                ('w', None),
+                ('2', None)
+            ],
+            "the first sync fails, once; the next one is real"
+        );
+        assert_eq!(q.in_flight(), 0);
+    }
+
+    #[test]
+    fn more_operations_than_the_completion_queue_holds_all_finish() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = temp_file(&dir, "seg");
+        let mut q = queue(8);
+        assert_eq!(q.cq_cap, 16);
+        let mut model = Vec::new();
+        for i in 0..100u64 {
+            let buf = pattern(i, 3000);
+            put(&mut model, i * 3000, &buf);
+            q.write(&file, buf, i * 3000);
+            assert!(q.in_ring <= q.cq_cap);
+        }
+        q.sync(&file, 1);
+        assert_eq!(q.in_flight(), 101);
+        let mut out = Vec::new();
+        while q.in_flight() > 0 {
+            q.reap(true, &mut out);
+            assert!(q.in_ring <= q.cq_cap);
+        }
+        assert_eq!(out.len(), 101);
+        let ok_writes = out
+            .iter()
+            .filter(|c| matches!(c, Completion::Write { result: Ok(()), .. }))
+            .count();
+        assert_eq!(ok_writes, 100);
+        assert!(matches!(
+            out.last(),
+            Some(Completion::Sync {
+                token: 1,
+                result: Ok(())
+            })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+
+    #[test]
+    fn a_queue_dropped_with_operations_in_flight_finishes_them_first() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = temp_file(&dir, "seg");
+        let mut model = Vec::new();
+        {
+            let mut q = queue(8);
+            q.max_chunk = 5000;
+            for i in 0..200u64 {
+                let buf = pattern(i, 16 * 1024);
+                put(&mut model, i * 16 * 1024, &buf);
+                q.write(&file, buf, i * 16 * 1024);
+            }
+            q.sync(&file, 1);
+            assert!(q.in_flight() > 0);
+        }
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+
+    #[test]
+    fn files_use_registered_slots_and_release_them_when_dropped() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = queue(64);
+        assert_eq!(
+            q.files.len(),
+            FIXED_FILES as usize,
+            "registration works here"
+        );
+        let n = FIXED_FILES as usize + 4;
+        let files: Vec<(Arc<File>, PathBuf)> =
+            (0..n).map(|i| temp_file(&dir, &format!("f{i}"))).collect();
+        for (i, (file, _)) in files.iter().enumerate() {
+            q.write(file, pattern(i as u64, 100), 0);
+            q.sync(file, i as u64);
+        }
+        let plain = q
+            .ops
+            .iter()
+            .flatten()
+            .filter(|op| matches!(op.target, Target::Fd(_)))
+            .count();
+        assert_eq!(plain, 8, "four files beyond the table, two requests each");
+        let done = drain(&mut q);
+        assert_eq!(done.len(), 2 * n);
+        assert!(done.iter().all(|c| match c {
+            Completion::Write { result, .. } | Completion::Sync { result, .. } => result.is_ok(),
+        }));
+        for (i, (_, path)) in files.iter().enumerate() {
+            assert_eq!(std::fs::read(path).unwrap(), pattern(i as u64, 100));
+        }
+        // A slot is reused for a file seen before.
+        let again = Arc::clone(&files[0].0);
+        q.write(&again, pattern(0, 100), 0);
+        assert!(matches!(
+            q.ops.iter().flatten().next().unwrap().target,
+            Target::Fixed(_)
+        ));
+        drain(&mut q);
+        drop(again);
+        drop(files);
+        q.reap(false, &mut Vec::new());
+        assert!(
+            q.files.iter().all(|s| s.file.is_none()),
+            "slots of dropped files are unregistered"
+        );
+    }
+
+    #[test]
+    fn without_registered_files_plain_descriptors_work() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = temp_file(&dir, "seg");
+        let mut q = queue(8);
+        q.files.clear();
+        q.write(&file, pattern(1, 5000), 0);
+        q.sync(&file, 1);
+        assert!(matches!(
+            q.ops.iter().flatten().next().unwrap().target,
+            Target::Fd(_)
+        ));
+        let done = drain(&mut q);
+        assert_eq!(done.len(), 2);
+        assert_eq!(std::fs::read(&path).unwrap(), pattern(1, 5000));
+    }
+
+    #[test]
+    fn sqpoll_queue_writes_and_syncs() {
+        require_uring!();
+        let options = UringOptions {
+            entries: 16,
+            sqpoll: true,
+            sqpoll_idle_ms: 10,
+        };
+        let mut q = match UringQueue::new_with(options, false) {
+            Ok(q) => q,
+            Err(e) => {
+                eprintln!("skipping: SQPOLL unavailable here: {e}");
+                return;
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = temp_file(&dir, "seg");
+        let mut model = Vec::new();
+        for i in 0..50u64 {
+            let buf = pattern(i, 2000);
+            put(&mut model, i * 2000, &buf);
+            q.write(&file, buf, i * 2000);
+            if i % 10 == 9 {
+                q.sync(&file, i);
+            }
+        }
+        let done = drain(&mut q);
+        assert_eq!(done.len(), 55);
+        let tokens: Vec<u64> = done
+            .iter()
+            .filter_map(|c| match c {
+                Completion::Sync { token, result } => {
+                    assert!(result.is_ok());
+                    Some(*token)
+                }
+                Completion::Write { result, .. } => {
+                    assert!(result.is_ok());
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(tokens, vec![9, 19, 29, 39, 49]);
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+
+    #[test]
+    fn kernel_short_writes_are_resubmitted_until_all_bytes_are_written() {
+        require_uring!();
+        // A pipe smaller than the write, drained slowly: the kernel's
+        // non-blocking attempt writes what fits and completes short.
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the live array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both descriptors were just created and are owned here only.
+        let (mut reader, writer) =
+            unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        // SAFETY: integer arguments on a descriptor owned here.
+        unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+        let writer = Arc::new(writer);
+        let drained = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 1000];
+            loop {
+                std::thread::sleep(Duration::from_millis(1));
+                match reader.read(&mut chunk).unwrap() {
+                    0 => return got,
+                    n => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        let mut q = queue(8);
+        let buf = pattern(5, 64 * 1024);
+        q.write(&writer, buf.clone(), 0);
+        let done = drain(&mut q);
+        assert_eq!(done.len(), 1);
+        assert!(matches!(&done[0], Completion::Write { buf: b, result: Ok(()) } if *b == buf));
+        assert!(
+            q.resubmitted_writes > 0,
+            "the kernel wrote the whole buffer at once; no short write to test"
+        );
+        drop(q);
+        drop(writer);
+        assert_eq!(drained.join().unwrap(), buf, "every byte once, in order");
+    }
+
+    #[test]
+    fn a_broken_ring_fails_every_request_and_never_frees_what_the_kernel_holds() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = temp_file(&dir, "seg");
+        let mut q = queue(8);
+        for i in 0..30u64 {
+            q.write(&file, pattern(i, 4096), i * 4096);
+        }
+        q.sync(&file, 1);
+        let held_writes = q
+            .ops
+            .iter()
+            .flatten()
+            .filter(|op| op.in_ring && matches!(op.kind, OpKind::Write { .. }))
+            .count();
+        let finished = q.ready.len();
+        q.break_down(io::Error::from_raw_os_error(libc::EBADF));
+        q.write(&file, pattern(99, 10), 0);
+        q.sync(&file, 2);
+        assert!(readable(q.event_fd(), 0));
+        let done = drain(&mut q);
+        assert_eq!(done.len(), 30 + 1 + 2);
+        let mut failed = 0;
+        let mut leaked = 0;
+        for c in &done {
+            match c {
+                Completion::Write { buf, result } => {
+                    if result.is_err() {
+                        assert_eq!(errno_of(result), Some(libc::EBADF));
+                        failed += 1;
+                        leaked += usize::from(buf.is_empty());
+                    }
+                }
+                Completion::Sync { result, .. } => {
+                    assert_eq!(errno_of(result), Some(libc::EBADF));
+                }
+            }
+        }
+        assert_eq!(failed, 30 - finished + 1, "all but the finished ones fail");
+        assert_eq!(
+            leaked, held_writes,
+            "buffers the kernel may hold are never freed"
+        );
+        assert_eq!(q.in_flight(), 0);
+    }
+
+    #[test]
+    fn probe_and_new_honour_the_disable_switch() {
+        assert_eq!(probe_with(true), Err(DISABLED_MESSAGE.to_owned()));
+        let err = UringQueue::new_with(UringOptions::default(), true)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(err.to_string(), DISABLED_MESSAGE);
+        use std::ffi::OsStr;
+        assert!(disabled_by(Some(OsStr::new("1"))));
+        assert!(!disabled_by(Some(OsStr::new("0"))));
+        assert!(!disabled_by(Some(OsStr::new(""))));
+        assert!(!disabled_by(None));
+        match probe_with(false) {
+            Ok(()) => {}
+            Err(why) => eprintln!("io_uring unavailable here: {why}"),
+        }
+    }
+
+    #[test]
+    fn setup_errors_say_what_to_check() {
+        let eperm = setup_error(&io::Error::from_raw_os_error(libc::EPERM));
+        assert!(eperm.starts_with("io_uring_setup: "), "{eperm}");
+        assert!(eperm.contains("kernel.io_uring_disabled"), "{eperm}");
+        require_uring!();
+        let err = UringQueue::new_with(
+            UringOptions {
+                entries: 0,
+                ..UringOptions::default()
+            },
+            false,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}
