@@ -40,7 +40,7 @@ use std::sync::{Arc, Weak};
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
-use crate::io::{Completion, SubmitQueue};
+use crate::io::{Completion, EventFd, SubmitQueue};
 
 /// The environment variable that, set to anything but `""` or `"0"`, makes
 /// [`probe`] and [`UringQueue::new`] fail as if the kernel had no io_uring.
@@ -220,6 +220,9 @@ pub struct UringQueue {
     /// Registered-file table; empty when registration is unavailable.
     files: Vec<FileSlot>,
     event: OwnedFd,
+    /// The owner's event fd, once attached: the ring signals it instead, and
+    /// only the owner drains it.
+    attached: Option<Arc<EventFd>>,
     sqpoll: bool,
     injected: VecDeque<(InjectOp, i32)>,
     /// Set when the ring itself failed (not one request): every request is
@@ -289,6 +292,7 @@ impl UringQueue {
             next_seq: 0,
             files,
             event,
+            attached: None,
             sqpoll: options.sqpoll,
             injected: VecDeque::new(),
             broken: None,
@@ -620,7 +624,14 @@ impl UringQueue {
             self.files[i as usize].ops -= 1;
         }
         self.ready.push_back(match op.kind {
-            OpKind::Write { buf, .. } => Completion::Write { buf, result },
+            OpKind::Write { buf, done, .. } => {
+                let written = if result.is_ok() { buf.len() } else { done };
+                Completion::Write {
+                    buf,
+                    result,
+                    written,
+                }
+            }
             OpKind::Sync { token, .. } => Completion::Sync { token, result },
         });
     }
@@ -645,14 +656,20 @@ impl UringQueue {
             };
             let result = Err(io::Error::from_raw_os_error(errno));
             self.ready.push_back(match kind {
-                OpKind::Write { buf, .. } if in_ring => {
+                OpKind::Write { buf, done, .. } if in_ring => {
                     std::mem::forget(buf);
+                    // The kernel may have written part of it: not "nothing".
                     Completion::Write {
                         buf: Vec::new(),
                         result,
+                        written: done.max(1),
                     }
                 }
-                OpKind::Write { buf, .. } => Completion::Write { buf, result },
+                OpKind::Write { buf, done, .. } => Completion::Write {
+                    buf,
+                    result,
+                    written: done,
+                },
                 OpKind::Sync { token, .. } => Completion::Sync { token, result },
             });
             if in_ring {
@@ -672,14 +689,21 @@ impl UringQueue {
 
     /// Makes the event fd readable.
     fn notify(&self) {
+        if let Some(event) = &self.attached {
+            return event.signal();
+        }
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live local array to a descriptor the
         // queue owns.
         let _ = unsafe { libc::write(self.event.as_raw_fd(), one.as_ptr().cast(), one.len()) };
     }
 
-    /// Reads the event fd until it is empty.
+    /// Reads the event fd until it is empty (not an attached one: its owner
+    /// drains it when it hands completions out).
     fn drain_event(&self) {
+        if self.attached.is_some() {
+            return;
+        }
         let mut count = [0u8; 8];
         loop {
             // SAFETY: reads at most 8 bytes into a live local array from a
@@ -709,12 +733,17 @@ impl SubmitQueue for UringQueue {
     fn write(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
         if let Some(errno) = self.broken {
             let result = Err(io::Error::from_raw_os_error(errno));
-            return self.finish_now(Completion::Write { buf, result });
+            return self.finish_now(Completion::Write {
+                buf,
+                result,
+                written: 0,
+            });
         }
         if buf.is_empty() {
             return self.finish_now(Completion::Write {
                 buf,
                 result: Ok(()),
+                written: 0,
             });
         }
         self.queue(
@@ -764,6 +793,14 @@ impl SubmitQueue for UringQueue {
 
     fn in_flight(&self) -> usize {
         self.live + self.ready.len()
+    }
+
+    fn attach_event(&mut self, event: Arc<EventFd>) -> io::Result<()> {
+        let submitter = self.ring.submitter();
+        submitter.unregister_eventfd()?;
+        submitter.register_eventfd(event.raw())?;
+        self.attached = Some(event);
+        Ok(())
     }
 }
 
@@ -913,7 +950,7 @@ mod tests {
         let mut returned = Vec::new();
         for (i, c) in done.iter().enumerate() {
             match c {
-                Completion::Write { buf, result } => {
+                Completion::Write { buf, result, .. } => {
                     assert!(result.is_ok(), "{result:?}");
                     returned.push(buf.clone());
                 }
@@ -948,7 +985,7 @@ mod tests {
         let check = |out: &mut Vec<Completion>, written: &mut HashSet<u64>, next: &mut u64| {
             for c in out.drain(..) {
                 match c {
-                    Completion::Write { buf, result } => {
+                    Completion::Write { buf, result, .. } => {
                         assert!(result.is_ok(), "{result:?}");
                         assert_eq!(buf.len(), LEN);
                         assert!(written.insert(seed_of(&buf)), "write reported twice");
@@ -1014,7 +1051,7 @@ mod tests {
         q.sync(&file, 1);
         let done = drain(&mut q);
         assert_eq!(done.len(), 2);
-        assert!(matches!(&done[0], Completion::Write { buf: b, result: Ok(()) } if *b == buf));
+        assert!(matches!(&done[0], Completion::Write { buf: b, result: Ok(()), .. } if *b == buf));
         assert!(matches!(
             done[1],
             Completion::Sync {
@@ -1068,7 +1105,7 @@ mod tests {
         q.write(&file, Vec::new(), 0);
         assert!(readable(fd, 0));
         q.reap(false, &mut out);
-        assert!(matches!(&out[2], Completion::Write { buf, result: Ok(()) } if buf.is_empty()));
+        assert!(matches!(&out[2], Completion::Write { buf, result: Ok(()), .. } if buf.is_empty()));
         assert!(!readable(fd, 0));
         assert_eq!(q.in_flight(), 0);
     }
@@ -1091,7 +1128,7 @@ mod tests {
         let mut syncs = Vec::new();
         for c in &done {
             match c {
-                Completion::Write { buf, result } => {
+                Completion::Write { buf, result, .. } => {
                     seeds.push(seed_of(buf));
                     errnos.extend(errno_of(result));
                 }
@@ -1348,7 +1385,7 @@ mod tests {
         q.write(&writer, buf.clone(), 0);
         let done = drain(&mut q);
         assert_eq!(done.len(), 1);
-        assert!(matches!(&done[0], Completion::Write { buf: b, result: Ok(()) } if *b == buf));
+        assert!(matches!(&done[0], Completion::Write { buf: b, result: Ok(()), .. } if *b == buf));
         assert!(
             q.resubmitted_writes > 0,
             "the kernel wrote the whole buffer at once; no short write to test"
@@ -1385,7 +1422,7 @@ mod tests {
         let mut leaked = 0;
         for c in &done {
             match c {
-                Completion::Write { buf, result } => {
+                Completion::Write { buf, result, .. } => {
                     if result.is_err() {
                         assert_eq!(errno_of(result), Some(libc::EBADF));
                         failed += 1;

@@ -493,6 +493,11 @@ impl<I: Io> Lane<I> {
             self.poison(why);
         }
         self.complete_syncs(false);
+        if !self.finished.is_empty() {
+            // Completions wait for poll: keep the event fd readable even if
+            // the queue's own signal was consumed along the way.
+            self.event.signal();
+        }
         self.check_usable()?;
         clean_error.map_or(Ok(()), Err)
     }
@@ -643,6 +648,9 @@ impl<I: Io> Lane<I> {
         }
         let n = max.min(self.finished.len());
         out.extend(self.finished.drain(..n));
+        if !self.finished.is_empty() {
+            self.event.signal();
+        }
         if out.is_empty() {
             // Poisoned and nothing left to report.
             reaped?;
