@@ -1,7 +1,7 @@
 //! Results of the workloads, the targets they are held to, and the two ways
 //! of showing them: a table for people and JSON lines for scripts.
 
-use std::fmt;
+use crate::json::JsonObject;
 
 /// Bytes in a megabyte, for MB/s and RSS figures.
 const MB: f64 = 1e6;
@@ -304,91 +304,6 @@ impl Outcome {
     }
 }
 
-/// A value written into a JSON line.
-pub trait JsonValue {
-    fn write_json(&self, out: &mut String);
-}
-
-impl JsonValue for bool {
-    fn write_json(&self, out: &mut String) {
-        out.push_str(if *self { "true" } else { "false" });
-    }
-}
-
-macro_rules! json_integer {
-    ($($t:ty),*) => {$(
-        impl JsonValue for $t {
-            fn write_json(&self, out: &mut String) {
-                out.push_str(&self.to_string());
-            }
-        }
-    )*};
-}
-json_integer!(u32, u64, usize);
-
-impl JsonValue for f64 {
-    fn write_json(&self, out: &mut String) {
-        // JSON has no NaN or infinity.
-        if self.is_finite() {
-            out.push_str(&self.to_string());
-        } else {
-            out.push_str("null");
-        }
-    }
-}
-
-impl JsonValue for &str {
-    fn write_json(&self, out: &mut String) {
-        out.push('"');
-        for c in self.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-}
-
-/// A JSON object that keeps its fields in the order they were added, so
-/// every line reads `{"id":..,"workload":..,..}`.
-#[derive(Debug, Default)]
-pub struct JsonObject {
-    fields: Vec<(&'static str, String)>,
-}
-
-impl JsonObject {
-    fn field(&mut self, key: &'static str, value: impl JsonValue) {
-        let mut text = String::new();
-        value.write_json(&mut text);
-        self.fields.push((key, text));
-    }
-
-    fn object(&mut self, key: &'static str, value: JsonObject) {
-        self.fields.push((key, value.to_string()));
-    }
-
-    fn objects(&mut self, key: &'static str, values: impl Iterator<Item = JsonObject>) {
-        let items: Vec<String> = values.map(|v| v.to_string()).collect();
-        self.fields.push((key, format!("[{}]", items.join(","))));
-    }
-}
-
-impl fmt::Display for JsonObject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("{")?;
-        for (i, (key, value)) in self.fields.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let mut name = String::new();
-            key.write_json(&mut name);
-            write!(f, "{sep}{name}:{value}")?;
-        }
-        f.write_str("}")
-    }
-}
-
 fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round() / scale
@@ -613,15 +528,5 @@ mod tests {
         assert_eq!(json["id"], "W1");
         assert_eq!(json["ratio"], 1.0);
         assert_eq!(json["corewal"]["records_per_s"], 100.0);
-    }
-
-    #[test]
-    fn json_strings_are_escaped_and_non_finite_numbers_are_null() {
-        let mut o = JsonObject::default();
-        o.field("text", "a \"quoted\" \\ line\n");
-        o.field("nan", f64::NAN);
-        let json: serde_json::Value = serde_json::from_str(&o.to_string()).unwrap();
-        assert_eq!(json["text"], "a \"quoted\" \\ line\n");
-        assert!(json["nan"].is_null());
     }
 }
