@@ -493,13 +493,16 @@ impl<I: Io> Lane<I> {
             self.poison(why);
         }
         self.complete_syncs(false);
-        if !self.finished.is_empty() {
-            // Completions wait for poll: keep the event fd readable even if
-            // the queue's own signal was consumed along the way.
-            self.event.signal();
-        }
         self.check_usable()?;
         clean_error.map_or(Ok(()), Err)
+    }
+
+    /// Keeps the event fd readable while completions wait for poll, even if
+    /// the queue's own signal was consumed along the way.
+    fn keep_event_armed(&self) {
+        if !self.finished.is_empty() {
+            self.event.signal();
+        }
     }
 
     fn recycle(&mut self, mut buf: Vec<u8>) {
@@ -648,9 +651,7 @@ impl<I: Io> Lane<I> {
         }
         let n = max.min(self.finished.len());
         out.extend(self.finished.drain(..n));
-        if !self.finished.is_empty() {
-            self.event.signal();
-        }
+        self.keep_event_armed();
         if out.is_empty() {
             // Poisoned and nothing left to report.
             reaped?;
@@ -788,6 +789,7 @@ impl<I: Io> Writer<I> {
         let mut guard = self.enter()?;
         let lane = guard.as_mut().ok_or(Error::Closed("writer"))?;
         let result = f(lane);
+        lane.keep_event_armed();
         self.publish(lane);
         result
     }
