@@ -55,6 +55,11 @@ enum cw_backend
    * pwrite + fdatasync; always available.
    */
   CW_BACKEND_SYNC = 1,
+  /**
+   * One io_uring ring per writer; CW_ERR_UNSUPPORTED where the kernel
+   * (or a sandbox) does not allow one.
+   */
+  CW_BACKEND_IO_URING = 2,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -188,6 +193,15 @@ typedef struct cw_options {
    * A background thread syncs idle writers this often (µs); 0 = none.
    */
   uint64_t flusher_interval_us;
+  /**
+   * io_uring only: 1 = a kernel thread polls each ring's submission queue
+   * (saves a syscall per submit, costs a core); default 0.
+   */
+  uint32_t io_uring_sqpoll;
+  /**
+   * io_uring only: submission queue entries per writer; default 256.
+   */
+  uint32_t io_uring_entries;
 } cw_options;
 
 /**
@@ -431,6 +445,23 @@ cw_status cw_manager_close(struct cw_manager *manager);
  * Thread safety: any thread, any time.
  */
 uint32_t cw_manager_num_cores(const struct cw_manager *manager);
+
+/**
+ * The backend the manager's writers use: CW_BACKEND_SYNC or
+ * CW_BACKEND_IO_URING (what CW_BACKEND_AUTO resolved to); -1 for NULL.
+ *
+ * Thread safety: any thread, any time.
+ */
+int32_t cw_manager_backend(const struct cw_manager *manager);
+
+/**
+ * Why CW_BACKEND_AUTO chose CW_BACKEND_SYNC (for example "io_uring_setup:
+ * Operation not permitted"); "" when nothing fell back; "" for NULL.
+ *
+ * The string belongs to the manager and lives as long as its handle.
+ * Thread safety: any thread, any time.
+ */
+const char *cw_manager_backend_reason(const struct cw_manager *manager);
 
 /**
  * Returns the writer of lane `core_id` in `*writer_out`.

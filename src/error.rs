@@ -35,6 +35,8 @@ pub enum Error {
     Busy(String),
     #[error("record of {size} bytes is larger than max_record_bytes ({limit})")]
     TooLarge { size: u64, limit: u64 },
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("{0} is closed")]

@@ -63,6 +63,9 @@ pub enum cw_backend {
     CW_BACKEND_AUTO = 0,
     /// pwrite + fdatasync; always available.
     CW_BACKEND_SYNC = 1,
+    /// One io_uring ring per writer; CW_ERR_UNSUPPORTED where the kernel
+    /// (or a sandbox) does not allow one.
+    CW_BACKEND_IO_URING = 2,
 }
 
 /// Operation carried by a record (`cw_entry.op`).
@@ -132,6 +135,11 @@ pub struct cw_options {
     pub sync_interval_us: u64,
     /// A background thread syncs idle writers this often (µs); 0 = none.
     pub flusher_interval_us: u64,
+    /// io_uring only: 1 = a kernel thread polls each ring's submission queue
+    /// (saves a syscall per submit, costs a core); default 0.
+    pub io_uring_sqpoll: u32,
+    /// io_uring only: submission queue entries per writer; default 256.
+    pub io_uring_entries: u32,
 }
 
 /// One `(source name, offset)` pair of a COMMIT record. `name` need not be
@@ -223,6 +231,7 @@ fn status_of(error: &Error) -> cw_status {
         Error::Busy(_) => CW_ERR_BUSY,
         Error::TooLarge { .. } => CW_ERR_TOO_LARGE,
         Error::NotFound(_) => CW_ERR_NOT_FOUND,
+        Error::Unsupported(_) => CW_ERR_UNSUPPORTED,
     }
 }
 
@@ -370,6 +379,8 @@ fn default_options() -> cw_options {
         sync_every_bytes: d.sync_every_bytes,
         sync_interval_us: d.sync_interval_us,
         flusher_interval_us: d.flusher_interval_us,
+        io_uring_sqpoll: d.uring_sqpoll as u32,
+        io_uring_entries: d.uring_entries,
     }
 }
 
@@ -390,6 +401,7 @@ impl TryFrom<i32> for Backend {
         match value {
             v if v == cw_backend::CW_BACKEND_AUTO as i32 => Ok(Backend::Auto),
             v if v == cw_backend::CW_BACKEND_SYNC as i32 => Ok(Backend::Sync),
+            v if v == cw_backend::CW_BACKEND_IO_URING as i32 => Ok(Backend::IoUring),
             v => Err(invalid(format!("backend {v} is not a cw_backend"))),
         }
     }
@@ -436,6 +448,8 @@ fn convert_options(ptr: *const cw_options) -> Result<Options, Error> {
         sync_every_bytes: raw.sync_every_bytes,
         sync_interval_us: raw.sync_interval_us,
         flusher_interval_us: raw.flusher_interval_us,
+        uring_sqpoll: raw.io_uring_sqpoll != 0,
+        uring_entries: raw.io_uring_entries,
     })
 }
 
@@ -665,6 +679,35 @@ pub extern "C" fn cw_manager_num_cores(manager: *const cw_manager) -> u32 {
 
 fn manager_ref<'a>(ptr: *const cw_manager) -> Option<&'a FfiManager> {
     self::manager(ptr).ok()
+}
+
+/// The backend the manager's writers use: CW_BACKEND_SYNC or
+/// CW_BACKEND_IO_URING (what CW_BACKEND_AUTO resolved to); -1 for NULL.
+///
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_backend(manager: *const cw_manager) -> i32 {
+    boundary_value(-1, || {
+        manager_ref(manager).map_or(-1, |m| match m.backend().backend {
+            Backend::IoUring => cw_backend::CW_BACKEND_IO_URING as i32,
+            _ => cw_backend::CW_BACKEND_SYNC as i32,
+        })
+    })
+}
+
+/// Why CW_BACKEND_AUTO chose CW_BACKEND_SYNC (for example "io_uring_setup:
+/// Operation not permitted"); "" when nothing fell back; "" for NULL.
+///
+/// The string belongs to the manager and lives as long as its handle.
+/// Thread safety: any thread, any time.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_backend_reason(manager: *const cw_manager) -> *const c_char {
+    static EMPTY: &[u8] = b"\0";
+    boundary_value(EMPTY.as_ptr() as *const c_char, || {
+        manager_ref(manager)
+            .and_then(|m| m.backend_reason_c())
+            .map_or(EMPTY.as_ptr() as *const c_char, |c| c.as_ptr())
+    })
 }
 
 /// Returns the writer of lane `core_id` in `*writer_out`.

@@ -17,6 +17,9 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::options::Backend;
+use crate::uring::{UringOptions, UringQueue};
+
 /// How [`Io::open`] treats a missing or existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -151,6 +154,14 @@ pub trait Io: Clone + Send + Sync + 'static {
     /// A submission queue for one writer.
     fn queue(&self) -> io::Result<Self::Queue>;
 
+    /// The queue kind [`Io::queue`] makes.
+    fn backend_in_use(&self) -> BackendInUse {
+        BackendInUse {
+            backend: Backend::Sync,
+            fallback_reason: None,
+        }
+    }
+
     /// Reads a whole small file.
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
         let file = self.open(path, OpenMode::Existing)?;
@@ -260,11 +271,24 @@ impl<F: IoFile> SubmitQueue for BlockingQueue<F> {
     }
 }
 
-/// Real files: pwrite, fdatasync, flock, mmap.
+/// The backend a manager ended up with, and why, when it differs from the
+/// one asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendInUse {
+    /// [`Backend::Sync`] or [`Backend::IoUring`].
+    pub backend: Backend,
+    /// Why `Auto` did not pick io_uring; `None` when nothing fell back.
+    pub fallback_reason: Option<String>,
+}
+
+/// Real files: pwrite, fdatasync, flock, mmap; writes and syncs through
+/// io_uring when chosen.
 #[derive(Debug, Clone)]
 pub struct FileIo {
     file_mode: u32,
     dir_mode: u32,
+    uring: Option<UringOptions>,
+    fallback_reason: Option<String>,
 }
 
 impl Default for FileIo {
@@ -272,6 +296,8 @@ impl Default for FileIo {
         FileIo {
             file_mode: 0o600,
             dir_mode: 0o700,
+            uring: None,
+            fallback_reason: None,
         }
     }
 }
@@ -282,6 +308,71 @@ impl FileIo {
         FileIo {
             file_mode,
             dir_mode,
+            ..FileIo::default()
+        }
+    }
+
+    /// Real files with the queue `backend` asks for: `IoUring` fails where
+    /// a ring cannot be set up; `Auto` takes io_uring where it works and
+    /// the blocking queue otherwise, remembering why.
+    pub fn for_backend(backend: Backend, uring: UringOptions) -> Result<FileIo, String> {
+        let mut io = FileIo::default();
+        match backend {
+            Backend::Sync => {}
+            Backend::IoUring => {
+                crate::uring::probe()?;
+                io.uring = Some(uring);
+            }
+            Backend::Auto => match crate::uring::probe() {
+                Ok(()) => io.uring = Some(uring),
+                Err(reason) => io.fallback_reason = Some(reason),
+            },
+        }
+        Ok(io)
+    }
+}
+
+/// The queue of [`FileIo`]: blocking, or an io_uring ring.
+pub enum FileQueue {
+    Blocking(BlockingQueue<File>),
+    Uring(Box<UringQueue>),
+}
+
+impl SubmitQueue for FileQueue {
+    type File = File;
+
+    fn write(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        match self {
+            FileQueue::Blocking(q) => q.write(file, buf, offset),
+            FileQueue::Uring(q) => q.write(file, buf, offset),
+        }
+    }
+
+    fn sync(&mut self, file: &Arc<File>, token: u64) {
+        match self {
+            FileQueue::Blocking(q) => q.sync(file, token),
+            FileQueue::Uring(q) => q.sync(file, token),
+        }
+    }
+
+    fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {
+        match self {
+            FileQueue::Blocking(q) => q.reap(wait, out),
+            FileQueue::Uring(q) => q.reap(wait, out),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        match self {
+            FileQueue::Blocking(q) => q.in_flight(),
+            FileQueue::Uring(q) => q.in_flight(),
+        }
+    }
+
+    fn attach_event(&mut self, event: Arc<EventFd>) -> io::Result<()> {
+        match self {
+            FileQueue::Blocking(q) => q.attach_event(event),
+            FileQueue::Uring(q) => q.attach_event(event),
         }
     }
 }
@@ -369,7 +460,7 @@ impl Io for FileIo {
     type File = File;
     type Map = FileMap;
     type Lock = File;
-    type Queue = BlockingQueue<File>;
+    type Queue = FileQueue;
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
         std::fs::DirBuilder::new()
@@ -449,8 +540,22 @@ impl Io for FileIo {
         Ok(FileMap(Some(map)))
     }
 
-    fn queue(&self) -> io::Result<BlockingQueue<File>> {
-        Ok(BlockingQueue::default())
+    fn queue(&self) -> io::Result<FileQueue> {
+        Ok(match &self.uring {
+            Some(options) => FileQueue::Uring(Box::new(UringQueue::new(options.clone())?)),
+            None => FileQueue::Blocking(BlockingQueue::default()),
+        })
+    }
+
+    fn backend_in_use(&self) -> BackendInUse {
+        BackendInUse {
+            backend: if self.uring.is_some() {
+                Backend::IoUring
+            } else {
+                Backend::Sync
+            },
+            fallback_reason: self.fallback_reason.clone(),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{FORMAT_VERSION, SEGMENT_HEADER_LEN};
-use crate::io::{FileIo, Io, IoFile, OpenMode};
+use crate::io::{BackendInUse, FileIo, Io, IoFile, OpenMode};
 use crate::meta::{LOCK_FILE, Meta};
 use crate::options::Options;
 use crate::recovery::{LaneScan, Recovery, RecoveryOptions, Verdict, scan_lane};
@@ -44,12 +44,22 @@ pub struct Manager<I: Io = FileIo> {
     lock: Mutex<Option<I::Lock>>,
     flusher: Mutex<Option<Flusher>>,
     closed: AtomicBool,
+    backend: BackendInUse,
+    /// The fallback reason as a C string, for the C ABI, which hands out a
+    /// pointer that must live as long as the handle.
+    backend_reason_c: Option<std::ffi::CString>,
 }
 
 impl Manager<FileIo> {
-    /// Opens (or creates) the WAL in `dir` on real files.
+    /// Opens (or creates) the WAL in `dir` on real files, through the
+    /// backend `options.backend` asks for ([`Error::Unsupported`] for
+    /// io_uring where no ring can be set up; `Auto` falls back to the
+    /// blocking queue and says why in [`Manager::backend`]).
     pub fn open(dir: &Path, options: &Options) -> Result<Manager<FileIo>> {
-        Manager::open_with(FileIo::default(), dir, options)
+        options.validate()?;
+        let io = FileIo::for_backend(options.backend, options.uring())
+            .map_err(|why| Error::Unsupported(format!("io_uring backend: {why}")))?;
+        Manager::open_with(io, dir, options)
     }
 }
 
@@ -181,6 +191,7 @@ impl<I: Io> Manager<I> {
                 Duration::from_micros(options.flusher_interval_us),
             )
         });
+        let backend = io.backend_in_use();
         Ok(Manager {
             io,
             dir,
@@ -189,7 +200,22 @@ impl<I: Io> Manager<I> {
             lock: Mutex::new(Some(lock)),
             flusher: Mutex::new(flusher),
             closed: AtomicBool::new(false),
+            backend_reason_c: backend
+                .fallback_reason
+                .as_ref()
+                .and_then(|r| std::ffi::CString::new(r.replace('\0', " ")).ok()),
+            backend,
         })
+    }
+
+    /// The backend the writers use, and why `Auto` fell back if it did.
+    pub fn backend(&self) -> &BackendInUse {
+        &self.backend
+    }
+
+    /// [`BackendInUse::fallback_reason`] as a C string.
+    pub fn backend_reason_c(&self) -> Option<&std::ffi::CStr> {
+        self.backend_reason_c.as_deref()
     }
 
     /// Whether [`Manager::close`] has run.

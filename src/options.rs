@@ -12,6 +12,8 @@ pub enum Backend {
     Auto,
     /// pwrite + fdatasync.
     Sync,
+    /// One io_uring ring per writer.
+    IoUring,
 }
 
 /// Largest number of lanes; core ids are written with five digits.
@@ -46,6 +48,10 @@ pub struct Options {
     pub sync_interval_us: u64,
     /// Background thread that syncs idle writers this often; 0 = none.
     pub flusher_interval_us: u64,
+    /// io_uring: a kernel thread polls the submission queue (costs a core).
+    pub uring_sqpoll: bool,
+    /// io_uring: submission queue entries per writer's ring.
+    pub uring_entries: u32,
 }
 
 impl Default for Options {
@@ -62,6 +68,8 @@ impl Default for Options {
             sync_every_bytes: 0,
             sync_interval_us: 0,
             flusher_interval_us: 0,
+            uring_sqpoll: false,
+            uring_entries: 256,
         }
     }
 }
@@ -84,10 +92,25 @@ impl Options {
                 self.segment_bytes
             ));
         }
+        if !(1..=32768).contains(&self.uring_entries) {
+            return bad(format!(
+                "uring_entries {} must be between 1 and 32768",
+                self.uring_entries
+            ));
+        }
         if self.max_record_bytes == 0 {
             return bad("max_record_bytes must be above 0".into());
         }
         Ok(())
+    }
+
+    /// The io_uring settings of these options.
+    pub fn uring(&self) -> crate::uring::UringOptions {
+        crate::uring::UringOptions {
+            entries: self.uring_entries,
+            sqpoll: self.uring_sqpoll,
+            ..Default::default()
+        }
     }
 
     /// `max_record_bytes`, lowered to what fits in one segment (records never
