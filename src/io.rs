@@ -542,7 +542,7 @@ impl Io for FileIo {
 
     fn queue(&self) -> io::Result<FileQueue> {
         Ok(match &self.uring {
-            Some(options) => FileQueue::Uring(Box::new(UringQueue::new(options.clone())?)),
+            Some(options) => FileQueue::Uring(Box::new(UringQueue::new(*options)?)),
             None => FileQueue::Blocking(BlockingQueue::default()),
         })
     }
