@@ -51,7 +51,7 @@ function(_corewal_set_standard target lang)
 endfunction()
 
 function(corewal_add_c_test name)
-  cmake_parse_arguments(PARSE_ARGV 1 ARG "STATIC" "LANG;TIMEOUT" "LABELS")
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "STATIC;ONE_BACKEND" "LANG;TIMEOUT" "LABELS")
   set(sources ${ARG_UNPARSED_ARGUMENTS})
   if(NOT sources)
     message(FATAL_ERROR "corewal_add_c_test(${name}): no sources")
@@ -73,16 +73,27 @@ function(corewal_add_c_test name)
     target_link_libraries(${name} PRIVATE corewal::corewal Threads::Threads)
   endif()
 
-  add_test(NAME ${name} COMMAND ${name})
   string(TOLOWER "${ARG_LANG}" lang_label)
   set(labels ${lang_label} ${ARG_LABELS})
   if(ARG_STATIC)
     list(APPEND labels static)
   endif()
-  set_tests_properties(${name} PROPERTIES
-    TIMEOUT ${ARG_TIMEOUT}
-    LABELS "${labels}"
-    ENVIRONMENT "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  # Every test runs on both backends (the harness reads
+  # COREWAL_TEST_BACKEND): <name> on sync, <name>_io_uring on io_uring.
+  set(runs "${name}=sync")
+  if(NOT ARG_ONE_BACKEND)
+    list(APPEND runs "${name}_io_uring=io_uring")
+  endif()
+  foreach(run IN LISTS runs)
+    string(REPLACE "=" ";" run "${run}")
+    list(GET run 0 test_name)
+    list(GET run 1 backend)
+    add_test(NAME ${test_name} COMMAND ${name})
+    set_tests_properties(${test_name} PROPERTIES
+      TIMEOUT ${ARG_TIMEOUT}
+      LABELS "${labels};${backend}"
+      ENVIRONMENT "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;COREWAL_TEST_BACKEND=${backend}")
+  endforeach()
 endfunction()
 
 function(corewal_add_header_check name source)

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::options::Backend;
-use crate::uring::{UringOptions, UringQueue};
+use crate::uring::{InjectOp, UringOptions, UringQueue};
 
 /// How [`Io::open`] treats a missing or existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +289,9 @@ pub struct FileIo {
     dir_mode: u32,
     uring: Option<UringOptions>,
     fallback_reason: Option<String>,
+    /// Failures to inject into the io_uring queues made from this value
+    /// (tests of the failure paths).
+    injected: Arc<Mutex<VecDeque<(InjectOp, i32)>>>,
 }
 
 impl Default for FileIo {
@@ -298,6 +301,7 @@ impl Default for FileIo {
             dir_mode: 0o700,
             uring: None,
             fallback_reason: None,
+            injected: Arc::default(),
         }
     }
 }
@@ -332,48 +336,61 @@ impl FileIo {
     }
 }
 
+impl FileIo {
+    /// Makes the next io_uring completion of kind `op` (on any queue made
+    /// from this `FileIo` or a clone) fail with `errno`: how the failure
+    /// paths of the io_uring backend are tested.
+    #[doc(hidden)]
+    pub fn inject_failure(&self, op: InjectOp, errno: i32) {
+        lock_state(&self.injected).push_back((op, errno));
+    }
+}
+
 /// The queue of [`FileIo`]: blocking, or an io_uring ring.
 pub enum FileQueue {
     Blocking(BlockingQueue<File>),
-    Uring(Box<UringQueue>),
+    Uring(Box<UringQueue>, Arc<Mutex<VecDeque<(InjectOp, i32)>>>),
+}
+
+impl FileQueue {
+    /// The queue in use; injected failures are handed to a ring first.
+    fn active(&mut self) -> &mut dyn SubmitQueue<File = File> {
+        match self {
+            FileQueue::Blocking(q) => q,
+            FileQueue::Uring(q, injected) => {
+                for (op, errno) in lock_state(injected).drain(..) {
+                    q.inject_failure(op, errno);
+                }
+                q.as_mut()
+            }
+        }
+    }
 }
 
 impl SubmitQueue for FileQueue {
     type File = File;
 
     fn write(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
-        match self {
-            FileQueue::Blocking(q) => q.write(file, buf, offset),
-            FileQueue::Uring(q) => q.write(file, buf, offset),
-        }
+        self.active().write(file, buf, offset)
     }
 
     fn sync(&mut self, file: &Arc<File>, token: u64) {
-        match self {
-            FileQueue::Blocking(q) => q.sync(file, token),
-            FileQueue::Uring(q) => q.sync(file, token),
-        }
+        self.active().sync(file, token)
     }
 
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {
-        match self {
-            FileQueue::Blocking(q) => q.reap(wait, out),
-            FileQueue::Uring(q) => q.reap(wait, out),
-        }
+        self.active().reap(wait, out)
     }
 
     fn in_flight(&self) -> usize {
         match self {
             FileQueue::Blocking(q) => q.in_flight(),
-            FileQueue::Uring(q) => q.in_flight(),
+            FileQueue::Uring(q, _) => q.in_flight(),
         }
     }
 
     fn attach_event(&mut self, event: Arc<EventFd>) -> io::Result<()> {
-        match self {
-            FileQueue::Blocking(q) => q.attach_event(event),
-            FileQueue::Uring(q) => q.attach_event(event),
-        }
+        self.active().attach_event(event)
     }
 }
 
@@ -542,7 +559,9 @@ impl Io for FileIo {
 
     fn queue(&self) -> io::Result<FileQueue> {
         Ok(match &self.uring {
-            Some(options) => FileQueue::Uring(Box::new(UringQueue::new(*options)?)),
+            Some(options) => {
+                FileQueue::Uring(Box::new(UringQueue::new(*options)?), self.injected.clone())
+            }
             None => FileQueue::Blocking(BlockingQueue::default()),
         })
     }

@@ -323,6 +323,12 @@ impl<I: Io> Lane<I> {
             self.emit(epoch, OpRef::EpochBarrier)?;
         }
         let position = self.emit(epoch, op)?;
+        if !self.pending.is_empty() {
+            // Syncs in flight (io_uring): pick up finished ones so the synced
+            // position stays current. Non-blocking; a peek at the
+            // completion queue when nothing finished.
+            self.reap(false)?;
+        }
         self.sync_if_due()?;
         Ok(position)
     }

@@ -1,0 +1,207 @@
+//! The same scenarios on real files through both backends: the blocking
+//! queue (pwrite + fdatasync) and io_uring. Failure paths of io_uring are
+//! driven by injected failed completions.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::read_all;
+use corewal::uring::InjectOp;
+use corewal::{Backend, Error, FileIo, Manager, Options};
+
+const BACKENDS: [Backend; 2] = [Backend::Sync, Backend::IoUring];
+
+fn options(backend: Backend, lanes: u32) -> Options {
+    Options {
+        num_cores: lanes,
+        segment_bytes: 256 << 10,
+        backend,
+        ..Options::default()
+    }
+}
+
+fn open(dir: &Path, backend: Backend, lanes: u32) -> Manager<FileIo> {
+    let m = Manager::open(dir, &options(backend, lanes)).unwrap();
+    assert_eq!(m.backend().backend, backend, "{backend:?} was not used");
+    m
+}
+
+#[test]
+fn lanes_on_threads_round_trip_and_continue_after_reopen() {
+    for backend in BACKENDS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        for round in 0..2u8 {
+            let m = open(&dir, backend, 2);
+            std::thread::scope(|s| {
+                for core in 0..2 {
+                    let w = m.writer(core).unwrap();
+                    s.spawn(move || {
+                        for i in 0..3000u32 {
+                            w.append_put(&i.to_be_bytes(), &[round; 100]).unwrap();
+                        }
+                        w.sync().unwrap();
+                        assert_eq!(w.synced_position(), w.position());
+                    });
+                }
+            });
+            assert_eq!(m.writer(1).unwrap().sequence(), 3000 * (round as u64 + 1));
+            m.close().unwrap();
+        }
+        assert_eq!(
+            read_all(&FileIo::default(), &dir).unwrap().len(),
+            12_000,
+            "{backend:?}"
+        );
+    }
+}
+
+#[test]
+fn pipelined_syncs_across_rotations_complete_in_order() {
+    for backend in BACKENDS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let m = open(&dir, backend, 1);
+        let w = m.writer(0).unwrap();
+        let (mut submitted, mut completed) = (Vec::new(), Vec::new());
+        for i in 0..20_000u32 {
+            w.append_put(&i.to_be_bytes(), &[3u8; 100]).unwrap();
+            if i % 64 == 63 {
+                submitted.push((w.sync_submit().unwrap(), w.position()));
+            }
+            completed.extend(
+                w.poll(64)
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| (c.token, c.synced_position)),
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while completed.len() < submitted.len() {
+            assert!(
+                Instant::now() < deadline,
+                "{backend:?}: syncs never finished"
+            );
+            completed.extend(
+                w.poll(64)
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| (c.token, c.synced_position)),
+            );
+        }
+        assert_eq!(completed, submitted, "{backend:?}");
+        assert!(
+            dir.join("wal-00000-0000000010.log").exists(),
+            "rotated many times"
+        );
+        m.close().unwrap();
+        assert_eq!(read_all(&FileIo::default(), &dir).unwrap().len(), 20_000);
+    }
+}
+
+#[test]
+fn wait_blocks_until_the_token_is_durable() {
+    for backend in BACKENDS {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = open(&tmp.path().join("wal"), backend, 1);
+        let w = m.writer(0).unwrap();
+        w.append_put(b"k", &[1u8; 4000]).unwrap();
+        let token = w.sync_submit().unwrap();
+        let done = w.wait(token).unwrap();
+        assert_eq!(
+            (done.token, done.synced_position),
+            (token, w.position()),
+            "{backend:?}"
+        );
+        assert_eq!(w.synced_position(), w.position());
+    }
+}
+
+#[test]
+fn torn_tail_on_disk_is_cut_at_reopen() {
+    for backend in BACKENDS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let m = open(&dir, backend, 1);
+        let w = m.writer(0).unwrap();
+        for i in 0..10u32 {
+            w.append_put(&i.to_be_bytes(), b"kept").unwrap();
+        }
+        let end = w.position();
+        m.close().unwrap();
+        drop(m);
+        use std::os::unix::fs::FileExt;
+        let seg = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("wal-00000-0000000000.log"))
+            .unwrap();
+        seg.write_all_at(&[0xAB; 40], 64 + end).unwrap();
+        let m = open(&dir, backend, 1);
+        assert_eq!(m.writer(0).unwrap().position(), end, "{backend:?}");
+        m.writer(0).unwrap().append_put(b"new", b"after").unwrap();
+        m.close().unwrap();
+        assert_eq!(read_all(&FileIo::default(), &dir).unwrap().len(), 11);
+    }
+}
+
+fn open_uring_with_handle(dir: &Path) -> (Manager<FileIo>, FileIo) {
+    let io = FileIo::for_backend(Backend::IoUring, Default::default()).unwrap();
+    let m = Manager::open_with(io.clone(), dir, &options(Backend::IoUring, 1)).unwrap();
+    (m, io)
+}
+
+#[test]
+fn io_uring_failed_sync_completion_poisons_and_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
+    let w = m.writer(0).unwrap();
+    w.append_put(b"a", b"1").unwrap();
+    w.sync().unwrap();
+    let durable = w.synced_position();
+    w.append_put(b"b", b"2").unwrap();
+    io.inject_failure(InjectOp::Sync, libc::EIO);
+    let token = w.sync_submit().unwrap();
+    let done = w.wait(token).unwrap();
+    assert!(
+        done.result.as_ref().unwrap_err().contains("fdatasync"),
+        "{done:?}"
+    );
+    assert_eq!(done.synced_position, durable);
+    assert_eq!(
+        w.synced_position(),
+        durable,
+        "never past the last good sync"
+    );
+    assert!(matches!(w.append_put(b"c", b"3"), Err(Error::Poisoned(_))));
+    assert!(matches!(w.sync(), Err(Error::Poisoned(_))));
+}
+
+#[test]
+fn io_uring_failed_write_completion_poisons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
+    let w = m.writer(0).unwrap();
+    w.append_put(b"a", b"1").unwrap();
+    io.inject_failure(InjectOp::Write, libc::EIO);
+    let token = w.sync_submit().unwrap();
+    let done = w.wait(token);
+    assert!(
+        matches!(&done, Ok(c) if c.result.is_err()) || matches!(done, Err(Error::Poisoned(_))),
+        "{done:?}"
+    );
+    assert_eq!(w.synced_position(), 0);
+    assert!(matches!(w.append_put(b"b", b"2"), Err(Error::Poisoned(_))));
+}
+
+#[test]
+fn io_uring_cancelled_write_is_a_failure_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
+    let w = m.writer(0).unwrap();
+    w.append_put(b"a", b"1").unwrap();
+    io.inject_failure(InjectOp::Write, libc::ECANCELED);
+    assert!(w.sync().is_err());
+    assert!(matches!(w.append_put(b"b", b"2"), Err(Error::Poisoned(msg)) if msg.contains("write")));
+}
