@@ -64,6 +64,39 @@ void append_lane(corewal::Writer w) {
   corewal::Status st = w.sync();
   CHECK_MSG(st.ok(), "sync: %s", st.to_string().c_str());
   CHECK_EQ(w.synced_position(), w.position());
+
+}
+
+// The asynchronous path on its own WAL: submit, poll until the token shows
+// up with its boundary, then submit and wait.
+void check_async(const std::string &dir) {
+  corewal::Options options;
+  options.num_cores(1).segment_bytes(65536);
+  corewal::Result<corewal::Manager> opened = corewal::Manager::open(dir, options);
+  CHECK_MSG(opened.ok(), "%s", opened.status().to_string().c_str());
+  corewal::Result<corewal::Writer> writer = opened->writer(0);
+  CHECK(writer.ok());
+  corewal::Writer w = *writer;
+  CHECK(w.event_fd() >= 0);
+  CHECK(w.put("async", "tail").ok());
+  uint64_t boundary = w.position();
+  corewal::Result<uint64_t> token = w.sync_submit();
+  CHECK_MSG(token.ok(), "%s", token.status().to_string().c_str());
+  std::vector<cw_completion> done;
+  for (int round = 0; round < 5000 && done.empty(); round++) {
+    CHECK(w.poll(done).ok());
+    if (done.empty()) cwt_sleep_ms(1);
+  }
+  CHECK_EQ(done.size(), 1u);
+  CHECK_EQ(done[0].token, *token);
+  CHECK_EQ(done[0].synced_position, boundary);
+  CHECK_EQ(done[0].status, CW_OK);
+  corewal::Result<uint64_t> second = w.sync_submit();
+  CHECK(second.ok());
+  corewal::Result<cw_completion> waited = w.wait(*second);
+  CHECK_MSG(waited.ok(), "%s", waited.status().to_string().c_str());
+  CHECK_EQ(waited->token, *second);
+  CHECK(opened->close().ok());
 }
 
 }  // namespace
@@ -78,6 +111,8 @@ int main() {
   CHECK_MSG(opened.ok(), "%s", opened.status().to_string().c_str());
   corewal::Manager manager = std::move(*opened);
   CHECK(manager);
+  CHECK(manager.backend() == CW_BACKEND_SYNC || manager.backend() == CW_BACKEND_IO_URING);
+  CHECK(manager.backend() == CW_BACKEND_IO_URING || !manager.backend_reason().empty());
   CHECK_EQ(manager.num_cores(), 2);
   {
     auto again = corewal::Manager::open(dir, options);
@@ -222,6 +257,8 @@ int main() {
     CHECK(live.ok());
     CHECK(live->next(e).ok());
   }  // Recovery, then Manager, destroyed in that order
+
+  check_async(std::string(cwt_tmpdir()) + "/async");
 
   CHECK(corewal::version() == CW_VERSION_STRING);
   CHECK(corewal::status_name(CW_ERR_BUSY) == "CW_ERR_BUSY");

@@ -327,6 +327,37 @@ class Writer {
   // Flushes and fdatasyncs; on success synced_position() == position().
   [[nodiscard]] Status sync() const { return Status::from(cw_writer_sync(raw_)); }
 
+  // Starts a sync of everything appended so far; returns its token at once.
+  [[nodiscard]] Result<uint64_t> sync_submit() const {
+    uint64_t token = 0;
+    cw_status s = cw_writer_sync_submit(raw_, &token);
+    if (s != CW_OK) return Status::from(s);
+    return token;
+  }
+
+  // Finished syncs, oldest first, appended to `out` (at most `max`); never
+  // blocks. A completion whose status is CW_ERR_POISONED failed.
+  [[nodiscard]] Status poll(std::vector<cw_completion> &out, std::size_t max = 64) const {
+    std::size_t start = out.size();
+    std::size_t count = 0;
+    out.resize(start + max);
+    cw_status s = cw_writer_poll(raw_, max ? out.data() + start : nullptr, max, &count);
+    out.resize(start + (s == CW_OK ? count : 0));
+    return Status::from(s);
+  }
+
+  // Blocks until sync `token` has finished.
+  [[nodiscard]] Result<cw_completion> wait(uint64_t token) const {
+    cw_completion done{};
+    cw_status s = cw_writer_wait(raw_, token, &done);
+    if (s != CW_OK) return Status::from(s);
+    return done;
+  }
+
+  // Readable when poll() may have completions (an eventfd owned by the
+  // writer; never close it). -1 for an empty view or a closed writer.
+  [[nodiscard]] int event_fd() const noexcept { return cw_writer_event_fd(raw_); }
+
   // Counters; any thread, any time. 0 (core_id: UINT32_MAX) for an empty view.
   [[nodiscard]] uint64_t position() const noexcept { return cw_writer_position(raw_); }
   [[nodiscard]] uint64_t synced_position() const noexcept {
@@ -479,6 +510,15 @@ class Manager {
   }
 
   [[nodiscard]] Status sync_all() const { return Status::from(cw_manager_sync_all(handle_.get())); }
+
+  // The backend in use (CW_BACKEND_SYNC or CW_BACKEND_IO_URING) and why
+  // CW_BACKEND_AUTO fell back ("" when it did not).
+  [[nodiscard]] cw_backend backend() const noexcept {
+    return static_cast<cw_backend>(cw_manager_backend(handle_.get()));
+  }
+  [[nodiscard]] std::string_view backend_reason() const noexcept {
+    return cw_manager_backend_reason(handle_.get());
+  }
 
   // A recovery iterator over what the lanes hold on disk; close it before
   // the manager.
