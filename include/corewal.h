@@ -505,6 +505,59 @@ cw_status cw_manager_advance_epoch(struct cw_manager *manager, uint64_t *epoch_o
 cw_status cw_manager_sync_all(struct cw_manager *manager);
 
 /**
+ * Commits checkpoint `checkpoint_id` covering every record of epoch `epoch`
+ * and earlier (step 3 of the protocol): checks that every lane has a durable
+ * EPOCH_BARRIER closing `epoch` (written in this session with
+ * `cw_writer_epoch_barrier` or by the lane's first append in a later epoch,
+ * then synced), and atomically replaces the manifest (temp file, fdatasync,
+ * rename, directory fsync) with the id, the epoch, each lane's barrier
+ * position and a copy of the `meta_len` bytes at `meta` (NULL when 0; at
+ * most 256 KiB). A crash at any step leaves the old or the new manifest.
+ *
+ * The protocol: 1. coordinator: `cw_manager_advance_epoch` (E+1); 2. each
+ * core, on its own thread: `cw_writer_epoch_barrier` and a sync; 3.
+ * coordinator: `cw_manager_checkpoint_commit(m, id, E, ...)`.
+ *
+ * Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL manager, `epoch` not below
+ * the current epoch, a lane without a durable barrier closing it, an epoch
+ * before the latest checkpoint's, meta too large); CW_ERR_IO (the manifest
+ * could not be written; the previous one stays). Thread safety: any thread;
+ * it briefly waits for each writer in use.
+ */
+cw_status cw_manager_checkpoint_commit(struct cw_manager *manager,
+                                       uint64_t checkpoint_id,
+                                       uint64_t epoch,
+                                       const uint8_t *meta,
+                                       size_t meta_len);
+
+/**
+ * The whole checkpoint protocol in one call, for callers that can pause
+ * their writers: advances the epoch (to E+1), writes an EPOCH_BARRIER on
+ * every lane and syncs it, then commits checkpoint `checkpoint_id` for
+ * epoch E with `meta` as `cw_manager_checkpoint_commit` does.
+ *
+ * Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_POISONED (a lane's sync
+ * failed); CW_ERR_IO. Thread safety: any thread; it waits for each writer
+ * in use, so callers must not hold writers busy meanwhile.
+ */
+cw_status cw_manager_checkpoint(struct cw_manager *manager,
+                                uint64_t checkpoint_id,
+                                const uint8_t *meta,
+                                size_t meta_len);
+
+/**
+ * Deletes the segment files that lie wholly before the latest checkpoint's
+ * lane positions (never a lane's active segment). The manifest covering
+ * them is durable before anything is deleted. Without a checkpoint it
+ * deletes nothing.
+ *
+ * Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL or closed manager);
+ * CW_ERR_IO. Thread safety: any thread; it briefly waits for each writer
+ * in use.
+ */
+cw_status cw_manager_purge(struct cw_manager *manager);
+
+/**
  * Opens a recovery iterator over the manager's lanes as they are on disk
  * (everything appended before the last sync or buffer flush), for replay
  * before appending starts. `opts` may be NULL for defaults.
@@ -734,6 +787,23 @@ cw_status cw_recovery_next(struct cw_recovery *recovery, struct cw_entry *entry_
 cw_status cw_recovery_entry_offset(const struct cw_recovery *recovery,
                                    size_t index,
                                    struct cw_source_offset *offset_out);
+
+/**
+ * The checkpoint the iterator starts from (options `from_checkpoint`, the
+ * default): its id, the epoch it covers, and its meta bytes. Each lane is
+ * read from its checkpoint position, and only records of later epochs are
+ * yielded. Outputs may be NULL when not wanted.
+ *
+ * Returns CW_OK; CW_ERR_NOT_FOUND (no checkpoint, or `from_checkpoint` was
+ * 0); CW_ERR_INVALID_ARGUMENT (NULL or closed iterator); CW_ERR_BUSY.
+ * Ownership: `*meta_out` points into the iterator and stays valid until it
+ * is closed. Thread safety: one thread at a time per iterator.
+ */
+cw_status cw_recovery_checkpoint(const struct cw_recovery *recovery,
+                                 uint64_t *checkpoint_id_out,
+                                 uint64_t *epoch_out,
+                                 const uint8_t **meta_out,
+                                 size_t *meta_len_out);
 
 /**
  * Closes the iterator and releases its mappings; entries it yielded become

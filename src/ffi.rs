@@ -775,6 +775,74 @@ pub extern "C" fn cw_manager_sync_all(manager: *mut cw_manager) -> cw_status {
     boundary(|| self::manager(manager)?.sync_all().map(|()| CW_OK))
 }
 
+/// Commits checkpoint `checkpoint_id` covering every record of epoch `epoch`
+/// and earlier (step 3 of the protocol): checks that every lane has a durable
+/// EPOCH_BARRIER closing `epoch` (written in this session with
+/// `cw_writer_epoch_barrier` or by the lane's first append in a later epoch,
+/// then synced), and atomically replaces the manifest (temp file, fdatasync,
+/// rename, directory fsync) with the id, the epoch, each lane's barrier
+/// position and a copy of the `meta_len` bytes at `meta` (NULL when 0; at
+/// most 256 KiB). A crash at any step leaves the old or the new manifest.
+///
+/// The protocol: 1. coordinator: `cw_manager_advance_epoch` (E+1); 2. each
+/// core, on its own thread: `cw_writer_epoch_barrier` and a sync; 3.
+/// coordinator: `cw_manager_checkpoint_commit(m, id, E, ...)`.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL manager, `epoch` not below
+/// the current epoch, a lane without a durable barrier closing it, an epoch
+/// before the latest checkpoint's, meta too large); CW_ERR_IO (the manifest
+/// could not be written; the previous one stays). Thread safety: any thread;
+/// it briefly waits for each writer in use.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_checkpoint_commit(
+    manager: *mut cw_manager,
+    checkpoint_id: u64,
+    epoch: u64,
+    meta: *const u8,
+    meta_len: usize,
+) -> cw_status {
+    boundary(|| {
+        let meta = bytes(meta, meta_len, "meta")?;
+        self::manager(manager)?.checkpoint_commit(checkpoint_id, epoch, meta)?;
+        Ok(CW_OK)
+    })
+}
+
+/// The whole checkpoint protocol in one call, for callers that can pause
+/// their writers: advances the epoch (to E+1), writes an EPOCH_BARRIER on
+/// every lane and syncs it, then commits checkpoint `checkpoint_id` for
+/// epoch E with `meta` as `cw_manager_checkpoint_commit` does.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT; CW_ERR_POISONED (a lane's sync
+/// failed); CW_ERR_IO. Thread safety: any thread; it waits for each writer
+/// in use, so callers must not hold writers busy meanwhile.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_checkpoint(
+    manager: *mut cw_manager,
+    checkpoint_id: u64,
+    meta: *const u8,
+    meta_len: usize,
+) -> cw_status {
+    boundary(|| {
+        let meta = bytes(meta, meta_len, "meta")?;
+        self::manager(manager)?.checkpoint(checkpoint_id, meta)?;
+        Ok(CW_OK)
+    })
+}
+
+/// Deletes the segment files that lie wholly before the latest checkpoint's
+/// lane positions (never a lane's active segment). The manifest covering
+/// them is durable before anything is deleted. Without a checkpoint it
+/// deletes nothing.
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL or closed manager);
+/// CW_ERR_IO. Thread safety: any thread; it briefly waits for each writer
+/// in use.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_manager_purge(manager: *mut cw_manager) -> cw_status {
+    boundary(|| self::manager(manager)?.purge().map(|_| CW_OK))
+}
+
 /// Opens a recovery iterator over the manager's lanes as they are on disk
 /// (everything appended before the last sync or buffer flush), for replay
 /// before appending starts. `opts` may be NULL for defaults.
@@ -1207,6 +1275,45 @@ pub extern "C" fn cw_recovery_entry_offset(
                 offset,
             };
             write_out(offset_out, out, "offset_out")?;
+            Ok(CW_OK)
+        })
+    })
+}
+
+/// The checkpoint the iterator starts from (options `from_checkpoint`, the
+/// default): its id, the epoch it covers, and its meta bytes. Each lane is
+/// read from its checkpoint position, and only records of later epochs are
+/// yielded. Outputs may be NULL when not wanted.
+///
+/// Returns CW_OK; CW_ERR_NOT_FOUND (no checkpoint, or `from_checkpoint` was
+/// 0); CW_ERR_INVALID_ARGUMENT (NULL or closed iterator); CW_ERR_BUSY.
+/// Ownership: `*meta_out` points into the iterator and stays valid until it
+/// is closed. Thread safety: one thread at a time per iterator.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_recovery_checkpoint(
+    recovery: *const cw_recovery,
+    checkpoint_id_out: *mut u64,
+    epoch_out: *mut u64,
+    meta_out: *mut *const u8,
+    meta_len_out: *mut usize,
+) -> cw_status {
+    boundary(|| {
+        with_recovery(recovery, |state| {
+            let c = state.recovery.checkpoint().ok_or_else(|| {
+                Error::NotFound("the iterator does not start from a checkpoint".into())
+            })?;
+            if !checkpoint_id_out.is_null() {
+                write_out(checkpoint_id_out, c.checkpoint_id, "checkpoint_id_out")?;
+            }
+            if !epoch_out.is_null() {
+                write_out(epoch_out, c.epoch, "epoch_out")?;
+            }
+            if !meta_out.is_null() {
+                write_out(meta_out, c.meta.as_ptr(), "meta_out")?;
+            }
+            if !meta_len_out.is_null() {
+                write_out(meta_len_out, c.meta.len(), "meta_len_out")?;
+            }
             Ok(CW_OK)
         })
     })

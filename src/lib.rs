@@ -7,6 +7,7 @@
 //! The C ABI in [`ffi`] is the product's main interface; this Rust API is
 //! what it wraps.
 
+pub mod checkpoint;
 pub mod error;
 pub mod ffi;
 pub mod format;

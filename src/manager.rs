@@ -9,12 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::checkpoint::{MAX_META_BYTES, Manifest};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::io::{BackendInUse, FileIo, Io, IoFile, OpenMode};
 use crate::meta::{LOCK_FILE, Meta};
 use crate::options::Options;
-use crate::recovery::{LaneScan, Recovery, RecoveryOptions, Verdict, scan_lane};
+use crate::recovery::{
+    LaneScan, Recovery, RecoveryOptions, Verdict, header_base, scan_dir_from, scan_lane,
+};
 use crate::segment::{list_segments, prepare, segment_path};
 use crate::writer::{Lane, LaneConfig, LaneStart, Resume, Shared, Writer};
 
@@ -45,6 +48,8 @@ pub struct Manager<I: Io = FileIo> {
     flusher: Mutex<Option<Flusher>>,
     closed: AtomicBool,
     backend: BackendInUse,
+    /// The latest checkpoint; also serialises checkpoint commits and purges.
+    manifest: Mutex<Option<Manifest>>,
     /// The fallback reason as a C string, for the C ABI, which hands out a
     /// pointer that must live as long as the handle.
     backend_reason_c: Option<std::ffi::CString>,
@@ -192,7 +197,9 @@ impl<I: Io> Manager<I> {
             )
         });
         let backend = io.backend_in_use();
+        let manifest = Manifest::read(&io, &dir)?;
         Ok(Manager {
+            manifest: Mutex::new(manifest),
             io,
             dir,
             shared,
@@ -280,13 +287,122 @@ impl<I: Io> Manager<I> {
     /// before appending starts.
     pub fn recover(&self, options: &RecoveryOptions) -> Result<Recovery<I>> {
         self.check_open()?;
+        let checkpoint = options
+            .from_checkpoint
+            .then(|| self.latest_checkpoint())
+            .flatten();
+        let scans = scan_dir_from(&self.io, &self.dir, self.num_cores(), checkpoint.as_ref())?;
+        Recovery::new(self.io.clone(), &self.dir, scans, options, checkpoint)
+    }
+
+    /// Commits checkpoint `checkpoint_id` covering every record of `epoch`
+    /// and before (SPEC §5, step 3): checks that every lane has a durable
+    /// EPOCH_BARRIER closing `epoch` (written in this session by
+    /// [`Writer::epoch_barrier`] or by a first append in a later epoch, then
+    /// synced), and atomically replaces the manifest with the id, the epoch,
+    /// each lane's barrier position and `meta`.
+    pub fn checkpoint_commit(&self, checkpoint_id: u64, epoch: u64, meta: &[u8]) -> Result<()> {
+        self.check_open()?;
+        if meta.len() > MAX_META_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint meta of {} bytes is above the limit of {MAX_META_BYTES}",
+                meta.len()
+            )));
+        }
+        if epoch >= self.epoch() {
+            return Err(Error::InvalidArgument(format!(
+                "epoch {epoch} is still open (the current epoch is {}): advance the epoch first",
+                self.epoch()
+            )));
+        }
+        let mut latest = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = latest.as_ref().filter(|m| m.epoch > epoch) {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint {} already covers epoch {}, later than {epoch}",
+                m.checkpoint_id, m.epoch
+            )));
+        }
+        let mut lane_starts = Vec::with_capacity(self.writers.len());
+        for writer in self.writers.iter() {
+            let start = writer.checkpoint_start(epoch).map_err(|why| {
+                Error::InvalidArgument(format!(
+                    "lane {} {why}: write one with cw_writer_epoch_barrier on that core, then sync",
+                    writer.core_id()
+                ))
+            })?;
+            lane_starts.push(start);
+        }
+        let manifest = Manifest {
+            checkpoint_id,
+            epoch,
+            lane_starts,
+            meta: meta.to_vec(),
+        };
+        manifest.write(&self.io, &self.dir)?;
+        *latest = Some(manifest);
+        Ok(())
+    }
+
+    /// The whole checkpoint protocol in one call, for callers that can pause
+    /// their writers: advances the epoch, writes a barrier on every lane and
+    /// syncs it (waiting for writers in use), then commits.
+    pub fn checkpoint(&self, checkpoint_id: u64, meta: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let covered = self.advance_epoch()? - 1;
+        for writer in self.writers.iter() {
+            writer.with_lane_waiting(|lane| {
+                lane.epoch_barrier()?;
+                lane.sync()
+            })?;
+        }
+        self.checkpoint_commit(checkpoint_id, covered, meta)
+    }
+
+    /// The latest committed checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Option<Manifest> {
+        self.manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Deletes the segments that lie wholly before the latest checkpoint's
+    /// lane starts (the manifest that covers them is already durable).
+    /// Returns how many were deleted; 0 without a checkpoint.
+    pub fn purge(&self) -> Result<usize> {
+        self.check_open()?;
+        let latest = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(manifest) = latest.as_ref() else {
+            return Ok(0);
+        };
         let (per_lane, _) = list_segments(&self.io, &self.dir, self.num_cores())?;
-        let scans = per_lane
-            .iter()
-            .enumerate()
-            .map(|(core, indexes)| scan_lane(&self.io, &self.dir, core as u32, indexes))
-            .collect::<Result<Vec<_>>>()?;
-        Recovery::new(self.io.clone(), &self.dir, scans, options)
+        let mut removed = 0;
+        for (core, indexes) in per_lane.iter().enumerate() {
+            let writer = &self.writers[core];
+            let active = writer.segment_index();
+            let start = manifest.lane_start(core as u32);
+            // A segment is wholly before `start` when the next one begins at
+            // or before it.
+            for pair in indexes.windows(2) {
+                let (index, next) = (pair[0], pair[1]);
+                if index >= active || next != index + 1 {
+                    break;
+                }
+                match header_base(&self.io, &self.dir, core as u32, next)? {
+                    Some(base) if base <= start => {
+                        remove(&self.io, &self.dir, core as u32, index)?;
+                        removed += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if removed > 0 {
+            self.io
+                .sync_dir(&self.dir)
+                .context(|| format!("syncing {}", self.dir.display()))?;
+        }
+        Ok(removed)
     }
 
     /// Syncs every lane, stops the flusher, releases the lanes and the lock.

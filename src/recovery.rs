@@ -26,6 +26,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::Manifest;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, FRAME_ALIGN, HeaderProblem, OpView, RecordView, SEGMENT_HEADER_LEN, SegmentHeader,
@@ -415,6 +416,46 @@ pub fn scan_dir<I: Io>(io: &I, dir: &Path, lanes: u32) -> Result<Vec<LaneScan>> 
         .collect()
 }
 
+/// Like [`scan_dir`], but each lane's segments wholly before `checkpoint`'s
+/// start for it are left out (only their successors' headers are read).
+pub fn scan_dir_from<I: Io>(
+    io: &I,
+    dir: &Path,
+    lanes: u32,
+    checkpoint: Option<&Manifest>,
+) -> Result<Vec<LaneScan>> {
+    let (per_lane, _) = list_segments(io, dir, lanes)?;
+    per_lane
+        .iter()
+        .enumerate()
+        .map(|(core, indexes)| {
+            let core = core as u32;
+            let start = checkpoint.map_or(0, |c| c.lane_start(core));
+            let mut first = 0;
+            while first + 1 < indexes.len()
+                && start > 0
+                && header_base(io, dir, core, indexes[first + 1])?.is_some_and(|base| base <= start)
+            {
+                first += 1;
+            }
+            scan_lane(io, dir, core, &indexes[first..])
+        })
+        .collect()
+}
+
+/// The base position in segment `index`'s header, if the header is valid.
+pub(crate) fn header_base<I: Io>(io: &I, dir: &Path, core: u32, index: u64) -> Result<Option<u64>> {
+    let path = segment_path(dir, core, index);
+    let what = || format!("reading {}", path.display());
+    let file = io.open(&path, OpenMode::Existing).context(what)?;
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    let n = file.read_at(&mut header, 0).context(what)?;
+    Ok(SegmentHeader::decode(&header[..n])
+        .ok()
+        .filter(|h| h.core_id == core && h.segment_index == index)
+        .map(|h| h.base_position))
+}
+
 /// Options of a recovery iterator (`cw_recovery_options`).
 #[derive(Debug, Clone)]
 pub struct RecoveryOptions {
@@ -512,6 +553,10 @@ struct LaneCursor<I: Io> {
     head: Option<Head>,
     behind: Behind,
     expected_sequence: Option<u64>,
+    /// Replay starts here (a checkpoint's lane start; 0 otherwise).
+    start: u64,
+    /// Records of this epoch or earlier are covered by the checkpoint.
+    covered_epoch: Option<u64>,
 }
 
 impl<I: Io> LaneCursor<I> {
@@ -559,6 +604,13 @@ impl<I: Io> LaneCursor<I> {
                     ));
                 }
                 self.expected_sequence = Some(record.sequence.wrapping_add(1));
+                if self
+                    .covered_epoch
+                    .is_some_and(|covered| record.epoch <= covered)
+                {
+                    self.off = frame_end;
+                    continue;
+                }
                 if record.epoch > max_epoch {
                     // Epochs never decrease within a lane: the rest is later still.
                     self.map = None;
@@ -594,11 +646,20 @@ impl<I: Io> LaneCursor<I> {
             };
             self.next_segment += 1;
             self.map = None;
+            // Segments wholly before the start are never opened.
+            if self
+                .segments
+                .get(self.next_segment)
+                .is_some_and(|next| next.base_position <= self.start)
+            {
+                continue;
+            }
             let map = map_segment(io, dir, self.core_id, segment.index)?;
             self.end = (segment.end_offset as usize).min(map.len());
             self.map = Some(map);
             self.base_position = segment.base_position;
-            self.off = SEGMENT_HEADER_LEN;
+            self.off =
+                SEGMENT_HEADER_LEN + self.start.saturating_sub(segment.base_position) as usize;
             self.behind = Behind::default();
         }
     }
@@ -651,6 +712,7 @@ pub struct Recovery<I: Io> {
     heap: BinaryHeap<Reverse<(OrderKey, usize)>>,
     started: bool,
     scans: Vec<LaneScan>,
+    checkpoint: Option<Manifest>,
 }
 
 impl<I: Io> Recovery<I> {
@@ -661,6 +723,7 @@ impl<I: Io> Recovery<I> {
         dir: &Path,
         scans: Vec<LaneScan>,
         opts: &RecoveryOptions,
+        checkpoint: Option<Manifest>,
     ) -> Result<Recovery<I>> {
         let lane_count = scans.len() as u32;
         if let Some(lanes) = &opts.lanes
@@ -683,6 +746,7 @@ impl<I: Io> Recovery<I> {
             heap: BinaryHeap::new(),
             started: false,
             scans: Vec::new(),
+            checkpoint: None,
         };
         for scan in &scans {
             if !wanted(scan.core_id) {
@@ -700,6 +764,10 @@ impl<I: Io> Recovery<I> {
                 head: None,
                 behind: Behind::default(),
                 expected_sequence: None,
+                start: checkpoint
+                    .as_ref()
+                    .map_or(0, |c| c.lane_start(scan.core_id)),
+                covered_epoch: checkpoint.as_ref().map(|c| c.epoch),
             };
             if let Some(key) = cursor.settle(&recovery.io, &recovery.dir, opts.max_epoch)? {
                 recovery.heap.push(Reverse((key, recovery.lanes.len())));
@@ -707,16 +775,30 @@ impl<I: Io> Recovery<I> {
             recovery.lanes.push(cursor);
         }
         recovery.scans = scans;
+        recovery.checkpoint = checkpoint;
         Ok(recovery)
     }
 
     /// Opens a read-only iterator over the WAL in `dir`. Never modifies the
     /// directory and takes no lock, so it works beside an open manager.
+    /// With `opts.from_checkpoint` and a checkpoint in `dir`, each lane is
+    /// read from its checkpoint start: segments wholly before it are neither
+    /// scanned nor mapped, and only records of later epochs are yielded.
     pub fn open(io: I, dir: &Path, opts: &RecoveryOptions) -> Result<Recovery<I>> {
         let meta = crate::meta::Meta::read(&io, dir)?
             .ok_or_else(|| Error::NotFound(format!("no WAL in {}", dir.display())))?;
-        let scans = scan_dir(&io, dir, meta.num_cores)?;
-        Recovery::new(io, dir, scans, opts)
+        let checkpoint = if opts.from_checkpoint {
+            Manifest::read(&io, dir)?
+        } else {
+            None
+        };
+        let scans = scan_dir_from(&io, dir, meta.num_cores, checkpoint.as_ref())?;
+        Recovery::new(io, dir, scans, opts, checkpoint)
+    }
+
+    /// The checkpoint this iterator starts from, if any.
+    pub fn checkpoint(&self) -> Option<&Manifest> {
+        self.checkpoint.as_ref()
     }
 
     /// The next record in global order, or `None` when every lane is done.

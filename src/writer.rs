@@ -22,6 +22,9 @@ use crate::format::{
 use crate::io::{Completion, EventFd, Io, IoFile, SubmitQueue};
 use crate::segment::{prepare, segment_name};
 
+/// Barriers a lane remembers for checkpoints (one per epoch is typical).
+const MAX_REMEMBERED_BARRIERS: usize = 64;
+
 /// Bytes gathered before they are handed to the queue as one write.
 const WRITE_BUF_BYTES: usize = 256 << 10;
 
@@ -101,6 +104,60 @@ fn run_when_idle() {
     }
 }
 
+/// Where a lane's epochs begin in this session: its barriers and the first
+/// record of each epoch, as (epoch, position, end, is_barrier). Written by
+/// the lane when one of those is emitted (rare), read by checkpoints on
+/// another thread; never touched on the ordinary append path.
+#[derive(Debug, Default)]
+pub(crate) struct Barriers {
+    marks: Mutex<VecDeque<(u64, u64, u64, bool)>>,
+    /// Epoch of the lane's last record from before this session.
+    resumed_epoch: Option<u64>,
+}
+
+impl Barriers {
+    fn new(resumed_epoch: Option<u64>) -> Barriers {
+        Barriers {
+            marks: Mutex::default(),
+            resumed_epoch,
+        }
+    }
+
+    fn remember(&self, epoch: u64, position: u64, end: u64, is_barrier: bool) {
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        if marks.len() == MAX_REMEMBERED_BARRIERS {
+            marks.pop_front();
+        }
+        marks.push_back((epoch, position, end, is_barrier));
+    }
+
+    /// Where replay of the lane starts for a checkpoint covering `epoch`:
+    /// its first record of a later epoch, provided a barrier closing `epoch`
+    /// lies wholly below `synced`. Records before that position all belong
+    /// to `epoch` or earlier.
+    fn checkpoint_start(&self, epoch: u64, synced: u64) -> std::result::Result<u64, String> {
+        if let Some(resumed) = self.resumed_epoch.filter(|&r| r > epoch) {
+            return Err(format!(
+                "has records of epoch {resumed} from before it was reopened, later than {epoch}"
+            ));
+        }
+        let marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        let durable_barrier = marks
+            .iter()
+            .any(|&(e, _, end, is_barrier)| is_barrier && e > epoch && end <= synced);
+        if !durable_barrier {
+            return Err(format!(
+                "has no durable EPOCH_BARRIER closing epoch {epoch}"
+            ));
+        }
+        Ok(marks
+            .iter()
+            .find(|&&(e, _, _, _)| e > epoch)
+            .map(|&(_, position, _, _)| position)
+            .expect("the barrier itself is such a mark"))
+    }
+}
+
 /// A submitted sync on its way.
 struct PendingSync {
     token: u64,
@@ -171,6 +228,9 @@ pub(crate) struct Lane<I: Io> {
     finished: VecDeque<SyncCompletion>,
     /// Turns readable when completions are ready.
     event: Arc<EventFd>,
+    /// Recent EPOCH_BARRIERs of this session, shared with the writer's
+    /// handle so a checkpoint can read them without entering the lane.
+    barriers: Arc<Barriers>,
     prepared: Option<Preparation<I::File>>,
     encoder: Encoder,
     buf: Vec<u8>,
@@ -226,6 +286,7 @@ impl<I: Io> Lane<I> {
             pending: VecDeque::new(),
             finished: VecDeque::new(),
             event,
+            barriers: Arc::new(Barriers::new(resume.last_epoch)),
             prepared: None,
             encoder: Encoder::default(),
             buf: Vec::with_capacity(WRITE_BUF_BYTES),
@@ -404,6 +465,11 @@ impl<I: Io> Lane<I> {
         self.buf[start..payload].copy_from_slice(&header);
         let position = self.position;
         self.position += frame as u64;
+        let is_barrier = matches!(op, OpRef::EpochBarrier);
+        if is_barrier || self.last_epoch != Some(epoch) {
+            self.barriers
+                .remember(epoch, position, self.position, is_barrier);
+        }
         self.next_sequence += 1;
         self.last_timestamp_ns = timestamp;
         self.last_epoch = Some(epoch);
@@ -728,6 +794,10 @@ impl<I: Io> Lane<I> {
         self.position
     }
 
+    pub(crate) fn segment_index(&self) -> u64 {
+        self.segment.index
+    }
+
     pub(crate) fn synced_position(&self) -> u64 {
         self.synced_position
     }
@@ -763,6 +833,9 @@ pub struct Writer<I: Io> {
     /// The lane's eventfd number; -1 once the writer is closed (the lane
     /// owns the descriptor and closes it).
     event_fd: AtomicI32,
+    /// Index of the segment being appended to.
+    segment_index: AtomicU64,
+    barriers: Arc<Barriers>,
     lane: Mutex<Option<Lane<I>>>,
 }
 
@@ -774,6 +847,8 @@ impl<I: Io> Writer<I> {
             synced_position: AtomicU64::new(lane.synced_position()),
             sequence: AtomicU64::new(lane.next_sequence()),
             event_fd: AtomicI32::new(lane.event.raw()),
+            segment_index: AtomicU64::new(lane.segment_index()),
+            barriers: lane.barriers.clone(),
             lane: Mutex::new(Some(lane)),
         }
     }
@@ -805,6 +880,8 @@ impl<I: Io> Writer<I> {
         self.synced_position
             .store(lane.synced_position(), Ordering::Release);
         self.sequence.store(lane.next_sequence(), Ordering::Release);
+        self.segment_index
+            .store(lane.segment_index(), Ordering::Release);
     }
 
     /// Appends a PUT; returns the record's position.
@@ -841,8 +918,12 @@ impl<I: Io> Writer<I> {
         self.with_lane(|lane| lane.sync())
     }
 
-    /// Syncs, waiting for a thread that is inside the writer.
-    pub(crate) fn sync_waiting(&self) -> Result<()> {
+    /// Runs `f` on the lane, waiting for a thread that is inside the writer
+    /// (coordinator operations: checkpoints, purge, sync_all).
+    pub(crate) fn with_lane_waiting<T>(
+        &self,
+        f: impl FnOnce(&mut Lane<I>) -> Result<T>,
+    ) -> Result<T> {
         let mut guard = self.lane.lock().map_err(|_| {
             Error::Poisoned(format!(
                 "a panic interrupted an earlier call on writer {}",
@@ -850,9 +931,15 @@ impl<I: Io> Writer<I> {
             ))
         })?;
         let lane = guard.as_mut().ok_or(Error::Closed("writer"))?;
-        let result = lane.sync();
+        let result = f(lane);
+        lane.keep_event_armed();
         self.publish(lane);
         result
+    }
+
+    /// Syncs, waiting for a thread that is inside the writer.
+    pub(crate) fn sync_waiting(&self) -> Result<()> {
+        self.with_lane_waiting(|lane| lane.sync())
     }
 
     /// Starts a sync of everything appended so far; returns its token.
@@ -906,6 +993,19 @@ impl<I: Io> Writer<I> {
         let result = lane.sync();
         self.publish(&lane);
         result
+    }
+
+    /// Where this lane's replay starts for a checkpoint covering `epoch`,
+    /// or why it cannot be checkpointed yet. Never enters the lane: safe
+    /// while its thread appends.
+    pub(crate) fn checkpoint_start(&self, epoch: u64) -> std::result::Result<u64, String> {
+        self.barriers
+            .checkpoint_start(epoch, self.synced_position())
+    }
+
+    /// The segment the lane appends to (published after each call).
+    pub(crate) fn segment_index(&self) -> u64 {
+        self.segment_index.load(Ordering::Acquire)
     }
 
     /// Bytes appended to the lane so far (its logical end).

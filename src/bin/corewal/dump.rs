@@ -104,8 +104,8 @@ pub fn run(config: &Config) -> Result<u8, Failure> {
         max_epoch: config.to_epoch.unwrap_or(u64::MAX),
         lanes: config.lanes.clone(),
     };
-    let mut recovery =
-        Recovery::new(wal.io.clone(), &wal.dir, scans, &opts).map_err(|e| refused(&e, config))?;
+    let mut recovery = Recovery::new(wal.io.clone(), &wal.dir, scans, &opts, None)
+        .map_err(|e| refused(&e, config))?;
 
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut line = String::new();

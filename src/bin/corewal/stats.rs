@@ -93,7 +93,7 @@ pub fn run(config: &Config) -> Result<u8, Failure> {
         lanes: None,
     };
     let mut counts = vec![LaneCount::default(); scans.len()];
-    let mut recovery = Recovery::new(wal.io.clone(), &wal.dir, scans, &opts)
+    let mut recovery = Recovery::new(wal.io.clone(), &wal.dir, scans, &opts, None)
         .map_err(|e| Failure::from_error(&e))?;
     let mut seen = 0u64;
     while let Some(entry) = recovery.next().map_err(|e| Failure::from_error(&e))? {

@@ -147,7 +147,7 @@ pub fn run(config: &Config) -> Result<u8, Failure> {
         };
         let mut records = 0u64;
         let mut read_error = None;
-        match Recovery::new(wal.io.clone(), &wal.dir, vec![scan.clone()], &opts) {
+        match Recovery::new(wal.io.clone(), &wal.dir, vec![scan.clone()], &opts, None) {
             Ok(mut recovery) => loop {
                 match recovery.next() {
                     Ok(Some(entry)) => {

@@ -1,0 +1,221 @@
+//! The checkpoint manifest: which checkpoint is the latest, the epoch it
+//! covers, where each lane's replay starts, and the caller's opaque bytes.
+//!
+//! The invariant (SPEC §5): the state at checkpoint epoch E plus the replay
+//! of every record with epoch > E is the consistent state. Each lane's start
+//! is the position of its EPOCH_BARRIER closing E: everything before it has
+//! an epoch <= E. The manifest is replaced atomically (temp file, fsync,
+//! rename, directory fsync), so a crash at any step leaves the old manifest
+//! or the new one, never neither.
+
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::Io;
+
+/// Name of the manifest inside a WAL directory.
+pub const MANIFEST_FILE: &str = "corewal.manifest";
+/// Largest `meta` a checkpoint may carry.
+pub const MAX_META_BYTES: usize = 256 << 10;
+
+/// The latest checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub checkpoint_id: u64,
+    /// Every record of this epoch or earlier is covered by the checkpoint.
+    pub epoch: u64,
+    /// Per lane: the position replay starts from.
+    pub lane_starts: Vec<u64>,
+    /// The caller's opaque bytes.
+    pub meta: Vec<u8>,
+}
+
+impl Manifest {
+    /// Text, one `key=value` a line, closed by a checksum of the lines above.
+    pub fn encode(&self) -> String {
+        let mut body = format!(
+            "corewal-manifest\ncheckpoint_id={}\nepoch={}\nlanes={}\n",
+            self.checkpoint_id,
+            self.epoch,
+            self.lane_starts.len()
+        );
+        for (lane, start) in self.lane_starts.iter().enumerate() {
+            body.push_str(&format!("lane.{lane}={start}\n"));
+        }
+        body.push_str("meta=");
+        for byte in &self.meta {
+            body.push_str(&format!("{byte:02x}"));
+        }
+        body.push('\n');
+        let crc = crc32c::crc32c(body.as_bytes());
+        format!("{body}crc32c={crc:08x}\n")
+    }
+
+    pub fn decode(text: &[u8]) -> Result<Manifest> {
+        let bad = |why: &str| Error::CorruptMeta(format!("{MANIFEST_FILE}: {why}"));
+        let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
+        let split = text
+            .rfind("crc32c=")
+            .ok_or_else(|| bad("no checksum line"))?;
+        let (body, crc_line) = text.split_at(split);
+        let stored = u32::from_str_radix(crc_line.trim_start_matches("crc32c=").trim(), 16)
+            .map_err(|_| bad("unreadable checksum"))?;
+        if crc32c::crc32c(body.as_bytes()) != stored {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some("corewal-manifest") {
+            return Err(bad("not a corewal manifest"));
+        }
+        let mut manifest = Manifest {
+            checkpoint_id: 0,
+            epoch: 0,
+            lane_starts: Vec::new(),
+            meta: Vec::new(),
+        };
+        let mut lanes = None;
+        for line in lines {
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| bad("line without '='"))?;
+            let number = || {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| bad(&format!("{key} is not a number")))
+            };
+            match key {
+                "checkpoint_id" => manifest.checkpoint_id = number()?,
+                "epoch" => manifest.epoch = number()?,
+                "lanes" => {
+                    let n = number()?;
+                    if n > u64::from(crate::options::MAX_CORES) {
+                        return Err(bad("too many lanes"));
+                    }
+                    lanes = Some(n as usize);
+                }
+                "meta" => {
+                    manifest.meta = decode_hex(value).ok_or_else(|| bad("meta is not hex"))?
+                }
+                _ if key.starts_with("lane.") => manifest.lane_starts.push(number()?),
+                _ => {} // written by a newer version
+            }
+        }
+        if lanes != Some(manifest.lane_starts.len()) {
+            return Err(bad("lane count does not match its lane lines"));
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest of `dir`; `None` before the first checkpoint.
+    pub fn read<I: Io>(io: &I, dir: &Path) -> Result<Option<Manifest>> {
+        let path = dir.join(MANIFEST_FILE);
+        match io.read_all(&path) {
+            Ok(bytes) => Manifest::decode(&bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Replaces the manifest of `dir` atomically and durably.
+    pub fn write<I: Io>(&self, io: &I, dir: &Path) -> Result<()> {
+        io.write_atomic(dir, MANIFEST_FILE, self.encode().as_bytes())
+            .context(|| format!("writing {}", dir.join(MANIFEST_FILE).display()))
+    }
+
+    /// Where replay of lane `core` starts (0 for a lane added after it).
+    pub fn lane_start(&self, core: u32) -> u64 {
+        self.lane_starts.get(core as usize).copied().unwrap_or(0)
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || text.len() / 2 > MAX_META_BYTES {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{FaultOp, MemIo};
+
+    fn sample() -> Manifest {
+        Manifest {
+            checkpoint_id: 7,
+            epoch: 3,
+            lane_starts: vec![4096, 0, 123_456],
+            meta: b"\x00snapshot-7\xff".to_vec(),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(
+            Manifest::decode(sample().encode().as_bytes()).unwrap(),
+            sample()
+        );
+        let empty = Manifest {
+            meta: Vec::new(),
+            lane_starts: Vec::new(),
+            ..sample()
+        };
+        assert_eq!(Manifest::decode(empty.encode().as_bytes()).unwrap(), empty);
+    }
+
+    #[test]
+    fn damage_is_refused() {
+        let text = sample().encode();
+        for (from, to) in [
+            ("epoch=3", "epoch=4"),
+            ("lanes=3", "lanes=2"),
+            ("meta=00", "meta=0"),
+        ] {
+            assert!(
+                Manifest::decode(text.replace(from, to).as_bytes()).is_err(),
+                "{from}"
+            );
+        }
+        assert!(Manifest::decode(b"").is_err());
+    }
+
+    #[test]
+    fn a_crash_at_any_step_leaves_the_old_or_the_new_manifest() {
+        let dir = Path::new("/wal");
+        let old = sample();
+        let new = Manifest {
+            checkpoint_id: 8,
+            epoch: 5,
+            ..sample()
+        };
+        for (op, skip) in [
+            (FaultOp::Write, 0),
+            (FaultOp::SyncAll, 0),
+            (FaultOp::Rename, 0),
+            (FaultOp::SyncDir, 0),
+        ] {
+            let io = MemIo::new();
+            io.create_dir(dir).unwrap();
+            old.write(&io, dir).unwrap();
+            io.fail(op, "", skip, Some(1), libc::EIO);
+            assert!(new.write(&io, dir).is_err(), "{op:?}");
+            io.crash();
+            io.restart();
+            assert_eq!(
+                Manifest::read(&io, dir).unwrap(),
+                Some(old.clone()),
+                "{op:?}"
+            );
+        }
+        let io = MemIo::new();
+        io.create_dir(dir).unwrap();
+        old.write(&io, dir).unwrap();
+        new.write(&io, dir).unwrap();
+        io.crash();
+        io.restart();
+        assert_eq!(Manifest::read(&io, dir).unwrap(), Some(new));
+    }
+}
