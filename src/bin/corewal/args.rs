@@ -66,6 +66,7 @@ fn parse_bench(argv: &[String]) -> Result<Command, UsageError> {
             "--dir" => config.dir = Some(PathBuf::from(value()?)),
             "--only" => config.only = Some(parse_only(&value()?)?),
             "--scale" => config.scale = parse_scale(&value()?)?,
+            "--backend" => config.backend = parse_backend(&value()?)?,
             _ => return usage(format!("unknown argument '{arg}' for 'bench'")),
         }
     }
@@ -78,13 +79,28 @@ fn parse_only(list: &str) -> Result<Vec<Workload>, UsageError> {
         match Workload::parse(name) {
             Some(w) if !only.contains(&w) => only.push(w),
             Some(_) => {}
-            None => return usage(format!("--only: unknown workload '{name}' (W1 to W5)")),
+            None => {
+                let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+                return usage(format!(
+                    "--only: unknown workload '{name}' ({})",
+                    names.join(", ")
+                ));
+            }
         }
     }
     if only.is_empty() {
         return usage("--only needs at least one workload, e.g. --only W1,W3");
     }
     Ok(only)
+}
+
+fn parse_backend(name: &str) -> Result<corewal::Backend, UsageError> {
+    match crate::engine::parse_backend(name) {
+        Some(backend) => Ok(backend),
+        None => usage(format!(
+            "--backend: unknown backend '{name}' (auto, sync, io_uring)"
+        )),
+    }
 }
 
 fn parse_scale(text: &str) -> Result<f64, UsageError> {
@@ -305,6 +321,24 @@ mod tests {
         assert_eq!(c.only, Some(vec![Workload::W3, Workload::W1]));
         assert_eq!(c.scale, 0.5);
         assert_eq!(c.dir, Some(PathBuf::from("/x")));
+        assert_eq!(c.backend, corewal::Backend::Auto);
+
+        let Ok(Command::Bench(c)) = parse_words("bench --backend io_uring --only w1-latency,W6")
+        else {
+            panic!("should parse");
+        };
+        assert_eq!(c.backend, corewal::Backend::IoUring);
+        assert_eq!(c.only, Some(vec![Workload::W1Latency, Workload::W6]));
+        for (word, backend) in [
+            ("sync", corewal::Backend::Sync),
+            ("auto", corewal::Backend::Auto),
+            ("io-uring", corewal::Backend::IoUring),
+        ] {
+            let Ok(Command::Bench(c)) = parse_words(&format!("bench --backend={word}")) else {
+                panic!("{word} should parse");
+            };
+            assert_eq!(c.backend, backend);
+        }
     }
 
     #[test]
@@ -317,6 +351,9 @@ mod tests {
             "bench --scale 0",
             "bench --scale x",
             "bench --only W9",
+            "bench --only W1-lat",
+            "bench --backend",
+            "bench --backend uring",
             "bench --dir",
             "bench --json=1",
         ] {

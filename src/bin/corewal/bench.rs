@@ -4,18 +4,21 @@
 //! phases) hits both sides alike.
 
 use std::error::Error;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use corewal::{FileIo, Writer};
+use corewal::io::BackendInUse;
+use corewal::{Backend, Options};
 
-use crate::engine;
+use crate::durable::{self, Group, Mode, Variant};
+use crate::engine::{self, backend_name};
+use crate::json::JsonObject;
 use crate::mem::Probe;
 use crate::progress::Progress;
 use crate::raw::{self, Frames, RawLog, Scanned};
 use crate::report::{self, Latency, Outcome, Side, compact, thousands};
+use crate::timed;
 
 pub const USAGE: &str = "\
 Run the benchmark workloads of BENCH.md against corewal and a raw baseline
@@ -27,12 +30,22 @@ frames pre-encoded, written with pwrite through a 64 KiB buffer into a
 preallocated zero-filled file, fdatasync at the same points) in this one
 process, and prints both with their ratio corewal/raw and the target.
 
-  W1  1 writer appends 2,000,000 records, then one sync
-  W2  1 writer, every append followed by a sync, 5,000 records
-  W3  1 writer, 200,000 records, sync after every 64
-  W4  2 writers on 2 threads, 1,000,000 records each, then sync
-  W5  read W1's log back through the recovery iterator, and W4's
-      (2 lanes merged)
+  W1          1 writer appends 2,000,000 records, then one sync
+  W1-latency  W1 again with every append timed: p50/p99/p99.9/max, and
+              the appends that rotated to a new segment against the others
+  W2          1 writer, every append followed by a sync, 5,000 records
+  W3          1 writer, 200,000 records, sync after every 64
+  W4          2 writers on 2 threads, 1,000,000 records each, then sync
+  W5          read W1's log back through the recovery iterator, and W4's
+              (2 lanes merged)
+  W6          1 writer, 200,000 records, a sync submitted every 64 while
+              appends go on, completions polled after every append
+
+W2 and W3 run four corewal variants, {blocking sync(), sync_submit + wait
+(W2) or poll (W3)} x {sync backend, io_uring backend}, and W6 one per
+backend, all interleaved with one raw baseline in the same rounds of
+short blocks (W6 shares W3's rounds and raw). io_uring variants are
+skipped, with a note, where the library reports io_uring unsupported.
 
 Options:
       --dir DIR      Put the data in a fresh directory inside DIR
@@ -43,6 +56,8 @@ Options:
       --only LIST    Run only these workloads, e.g. --only W1,W3
       --scale F      Multiply every record count by F (e.g. 0.01 for a quick
                      smoke run; default 1)
+      --backend B    Backend of W1, W1-latency, W4 and W5: auto (the
+                     default), sync or io_uring
   -h, --help         Print this help
 ";
 
@@ -52,25 +67,41 @@ pub type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Workload {
     W1,
+    W1Latency,
     W2,
     W3,
     W4,
     W5,
+    W6,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 7] = [
         Workload::W1,
+        Workload::W1Latency,
         Workload::W2,
         Workload::W3,
         Workload::W4,
         Workload::W5,
+        Workload::W6,
     ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W1Latency => "W1-latency",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
+            Workload::W4 => "W4",
+            Workload::W5 => "W5",
+            Workload::W6 => "W6",
+        }
+    }
 
     pub fn parse(name: &str) -> Option<Workload> {
         Workload::ALL
             .into_iter()
-            .find(|w| format!("{w:?}").eq_ignore_ascii_case(name))
+            .find(|w| w.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -81,6 +112,8 @@ pub struct Config {
     pub json: bool,
     pub only: Option<Vec<Workload>>,
     pub scale: f64,
+    /// Backend of W1, W1-latency, W4 and W5.
+    pub backend: Backend,
 }
 
 impl Default for Config {
@@ -90,6 +123,7 @@ impl Default for Config {
             json: false,
             only: None,
             scale: 1.0,
+            backend: Backend::Auto,
         }
     }
 }
@@ -98,11 +132,23 @@ const W1_RECORDS: u64 = 2_000_000;
 const W2_RECORDS: u64 = 5_000;
 const W3_RECORDS: u64 = 200_000;
 const W3_BATCH: u64 = 64;
+const W6_RECORDS: u64 = 200_000;
+const W6_BATCH: u64 = 64;
+// W6 runs in W3's rounds, with W3's raw side: the same records and batches.
+const _: () = assert!(W6_RECORDS == W3_RECORDS && W6_BATCH == W3_BATCH);
 const W4_RECORDS_PER_WRITER: u64 = 1_000_000;
 const W4_WRITERS: u32 = 2;
-/// W2 and W3 alternate corewal and raw in this many blocks each: fdatasync
-/// latency phases last seconds, so short blocks spread them over both sides.
-const ROUNDS: u64 = 50;
+/// W2 and W3 (with W6) interleave their sides in rounds of one block per
+/// side, a block being this many batches. fdatasync latency switches
+/// between ~40 µs and ~4 ms phases that last from 100 ms to seconds: a
+/// round must stay well inside one phase, or whichever side happens to run
+/// during a slow phase takes all of it. W2: 5 durable appends per block,
+/// a round of 5 sides at most ~100 ms. W3/W6: 8 syncs per block (W6 waits
+/// for its outstanding syncs at the end of each block, so this also
+/// bounds how many it can have in flight), a round of 7 sides at most
+/// ~250 ms.
+const W2_BLOCK: u64 = 5;
+const W3_BLOCK: u64 = 8;
 
 /// Targets of BENCH.md.
 const W1_MIN_RATIO: f64 = 0.80;
@@ -126,8 +172,10 @@ pub fn run(config: &Config) -> Result<()> {
         .map_err(|e| format!("creating a directory in {}: {e}", base.display()))?;
     let mut workloads = config.only.clone().unwrap_or(Workload::ALL.to_vec());
     workloads.sort();
+    workloads.dedup();
 
-    let mut bench = Bench::new(root.path(), config.scale);
+    let auto = auto_backend(root.path())?;
+    let mut bench = Bench::new(root.path(), config, workloads.clone());
     let mut outcomes = Vec::new();
     for workload in workloads {
         for outcome in bench.run(workload)? {
@@ -136,33 +184,93 @@ pub fn run(config: &Config) -> Result<()> {
             }
             outcomes.push(outcome);
         }
+        for skipped in bench.skipped.drain(..) {
+            if config.json {
+                println!("{skipped}");
+            }
+        }
     }
     bench.progress.clear();
     if !config.json {
-        let heading = format!(
-            "corewal bench: scale {}, blocking sync (pwrite + fdatasync), default options, data under {}",
-            config.scale,
-            base.display()
-        );
-        print!("{}", report::table(&outcomes, &heading, &notes()));
+        let heading = heading(config, &base, &auto);
+        let mut notes = notes(&bench.wanted);
+        notes.append(&mut bench.notes);
+        print!("{}", report::table(&outcomes, &heading, &notes));
     }
     root.close()
         .map_err(|e| format!("removing the benchmark data: {e}"))?;
     Ok(())
 }
 
-fn notes() -> Vec<String> {
-    [
+/// What `Backend::Auto` picks here, and why if it fell back: a throwaway
+/// WAL opened with small, unfilled segments.
+fn auto_backend(root: &Path) -> Result<BackendInUse> {
+    let dir = root.join("auto-probe");
+    let options = Options {
+        num_cores: 1,
+        segment_bytes: 64 << 10,
+        preallocate: false,
+        backend: Backend::Auto,
+        ..Options::default()
+    };
+    let manager = corewal::Manager::open(&dir, &options)?;
+    let in_use = manager.backend().clone();
+    manager.close()?;
+    drop(manager);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(in_use)
+}
+
+/// The table's first lines: scale, place, and the backends.
+fn heading(config: &Config, base: &Path, auto: &BackendInUse) -> String {
+    let picked = match &auto.fallback_reason {
+        Some(why) => format!(
+            "backend auto -> {} here (fallback: {why})",
+            backend_name(auto.backend)
+        ),
+        None => format!("backend auto -> {} here", backend_name(auto.backend)),
+    };
+    let chosen = match config.backend {
+        Backend::Auto => format!("auto = {}", backend_name(auto.backend)),
+        other => backend_name(other).to_owned(),
+    };
+    format!(
+        "corewal bench: scale {}, default options, data under {}\n\
+         {picked}; W1, W1-latency, W4 and W5 write with --backend {chosen}; \
+         W2, W3 and W6 run on each backend",
+        config.scale,
+        base.display()
+    )
+}
+
+fn notes(wanted: &[Workload]) -> Vec<String> {
+    let mut notes: Vec<String> = [
         "ratio = corewal / raw, same run. raw = the same frames pre-encoded before timing, pwrite through a",
         "  64 KiB buffer into a file preallocated with zeros and synced once, fdatasync at the same points;",
-        "  for W5 one buffered pass checking every frame's crc32c. W2/W3 alternate corewal and raw in",
-        "  50 blocks; W1/W4/W5 run raw first, then corewal. Timing starts after the manager is open.",
+        "  for W5 one buffered pass checking every frame's crc32c. W1/W4/W5 run raw first, then corewal;",
+        "  timing starts after the manager is open.",
+        "W2, W3, W6: every corewal variant and one raw side run in rounds of one block per side, in",
+        "  rotating order; a block is 5 appends+syncs (W2) or 8 batches of 64 (W3, W6). Timing starts once",
+        "  every variant's manager is open and its background preparation of the next segment is done.",
+        "  blocking = sync(); submit+wait = sync_submit() then wait(token); submit+poll = sync_submit() then",
+        "  poll() until the token completes, sleeping on event_fd() between empty polls; pipelined (W6) =",
+        "  sync_submit() after every 64th append without waiting and poll() after every append, the syncs",
+        "  still out waited for at the end of each block (counted, so at most 8 are in flight). Syncs in",
+        "  flight = submitted - completed, sampled after every append.",
         "MB = 10^6 bytes of frame data. Peak RSS = VmHWM of the whole process, reset before each read",
         "  (* = reset unavailable: lifetime peak); RSS growth = peak - RSS before the read.",
         "¹ okaywal's figure from BENCH.md, measured in another run: an absolute, noisy comparison.",
     ]
     .map(String::from)
-    .to_vec()
+    .to_vec();
+    if wanted.contains(&Workload::W6) {
+        notes.push(
+            "² W6's raw is W3's raw (fdatasync after every 64, blocking), run in the same rounds; \
+             W6 has no target, its ratio is for reference."
+                .into(),
+        );
+    }
+    notes
 }
 
 /// Where a write workload left its data, for W5 to read back.
@@ -195,22 +303,36 @@ impl Written {
 struct Bench<'a> {
     root: &'a Path,
     scale: f64,
+    /// Backend of W1, W1-latency, W4 and W5.
+    backend: Backend,
+    wanted: Vec<Workload>,
     progress: Progress,
     w1: Option<Written>,
     w4: Option<Written>,
     /// corewal's W1 rate, for W4's scaling target.
     w1_rate: Option<f64>,
+    /// W6's outcomes, measured in W3's rounds, shown in W6's turn.
+    w6: Option<Vec<Outcome>>,
+    /// Lines for under the table.
+    notes: Vec<String>,
+    /// Variants that could not run, as JSON lines.
+    skipped: Vec<JsonObject>,
 }
 
 impl<'a> Bench<'a> {
-    fn new(root: &'a Path, scale: f64) -> Bench<'a> {
+    fn new(root: &'a Path, config: &Config, wanted: Vec<Workload>) -> Bench<'a> {
         Bench {
             root,
-            scale,
+            scale: config.scale,
+            backend: config.backend,
+            wanted,
             progress: Progress::new(),
             w1: None,
             w4: None,
             w1_rate: None,
+            w6: None,
+            notes: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 
@@ -225,15 +347,28 @@ impl<'a> Bench<'a> {
     fn run(&mut self, workload: Workload) -> Result<Vec<Outcome>> {
         Ok(match workload {
             Workload::W1 => vec![self.w1()?],
-            Workload::W2 => vec![self.w2()?],
-            Workload::W3 => vec![self.w3()?],
+            Workload::W1Latency => vec![self.w1_latency()?],
+            Workload::W2 => self.w2()?,
+            Workload::W3 => {
+                let with_w6 = self.wanted.contains(&Workload::W6);
+                let (w3, w6) = self.w3_w6(true, with_w6)?;
+                if with_w6 {
+                    self.w6 = Some(w6);
+                }
+                w3
+            }
             Workload::W4 => vec![self.w4()?],
             Workload::W5 => self.w5()?,
+            Workload::W6 => match self.w6.take() {
+                Some(w6) => w6,
+                None => self.w3_w6(false, true)?.1,
+            },
         })
     }
 
-    /// Writes `written`'s data with both sides; returns (corewal, raw).
-    fn fill(&self, id: &str, written: &Written) -> Result<(Side, Side)> {
+    /// Writes `written`'s data with both sides; returns (corewal, raw) and
+    /// corewal's backend.
+    fn fill(&self, id: &str, written: &Written) -> Result<(Side, Side, Backend)> {
         let n = written.records_per_lane();
         let lanes = written.lanes();
         self.say(format!(
@@ -245,49 +380,179 @@ impl<'a> Bench<'a> {
             "{id}: corewal, appending {} records",
             thousands(written.records)
         ));
-        let corewal = fill_corewal(&written.corewal_dir, lanes, n)?;
-        Ok((corewal, raw))
+        let (corewal, backend) = fill_corewal(&written.corewal_dir, lanes, n, self.backend)?;
+        Ok((corewal, raw, backend))
     }
 
     fn w1(&mut self) -> Result<Outcome> {
         let written = Written::at(self.root, "w1", 1, self.scaled(W1_RECORDS));
-        let (corewal, raw) = self.fill("W1", &written)?;
+        let (corewal, raw, backend) = self.fill("W1", &written)?;
         let title = format!("1 writer, {} appends + sync", count(written.records));
         self.w1_rate = Some(corewal.records_per_s());
         self.w1 = Some(written);
-        Ok(Outcome::new("W1", title, 1, corewal, raw).want_ratio(W1_MIN_RATIO))
+        Ok(Outcome::new("W1", title, 1, corewal, raw)
+            .want_ratio(W1_MIN_RATIO)
+            .variant(Some(backend_name(backend)), Mode::Blocking.name()))
     }
 
-    fn w2(&mut self) -> Result<Outcome> {
+    /// W1's appends again, each timed, in a separate run.
+    fn w1_latency(&mut self) -> Result<Outcome> {
+        let n = self.scaled(W1_RECORDS);
+        self.say(format!(
+            "W1-latency: raw, then corewal, {} appends each timed",
+            thousands(n)
+        ));
+        let t = timed::run(self.root, n, self.backend)?;
+        let rotations = t.rotation.rotating_us.len();
+        if t.segments_used != rotations + 1 {
+            self.notes.push(format!(
+                "W1-latency: {rotations} rotations seen but {} segments used: the count is off",
+                t.segments_used
+            ));
+        }
+        self.notes.push(format!(
+            "W1-latency: W1 again in fresh files (raw first), every append timed with Instant::now(), \
+             which costs ~{:.0} ns here",
+            t.rotation.clock_ns
+        ));
+        self.notes.push(
+            "  (each sample includes one call; the rates include the timing and are not W1's). A rotating \
+             append is one whose"
+                .into(),
+        );
+        self.notes.push(
+            "  frame starts a new segment; it flushes the old one's buffer and swaps in the prepared \
+             next segment."
+                .into(),
+        );
+        let title = format!("W1 again, {} appends each timed", count(n));
+        let mut outcome = Outcome::new("W1-latency", title, 1, t.corewal, t.raw)
+            .variant(Some(backend_name(t.backend)), Mode::Blocking.name());
+        outcome.show_tail = true;
+        outcome.rotation = Some(t.rotation);
+        Ok(outcome)
+    }
+
+    /// Runs durable-append `variants` with one raw side; notes what could
+    /// not run or settle.
+    fn group(
+        &mut self,
+        name: &str,
+        batch: u64,
+        batches: u64,
+        block: u64,
+        variants: &[Variant],
+    ) -> Result<Group> {
+        let progress = &self.progress;
+        let say = |msg: String| progress.say(&msg);
+        let options = Options::default();
+        let group = durable::run(
+            self.root, name, batch, batches, block, &options, variants, &say,
+        )?;
+        self.notes.push(format!(
+            "{name}: timing started {:.1} s after the managers were open (background segment preparation).",
+            group.settle_secs
+        ));
+        for (variant, why) in &group.skipped {
+            self.notes.push(format!(
+                "{} {}: skipped, the library says: {why}",
+                variant.id,
+                variant.label()
+            ));
+            let mut o = JsonObject::default();
+            o.field("id", variant.id);
+            o.field("backend", backend_name(variant.backend));
+            o.field("mode", variant.mode.name());
+            o.field("skipped", why.as_str());
+            self.skipped.push(o);
+        }
+        if let Some(why) = &group.unsettled {
+            self.notes.push(format!("{name}: {why}"));
+        }
+        for m in &group.measured {
+            if m.poll.fd_timeouts > 0 {
+                self.notes.push(format!(
+                    "{} {}: {} of {} empty polls slept {} ms on the event fd without a wake-up",
+                    m.variant.id,
+                    m.variant.label(),
+                    m.poll.fd_timeouts,
+                    m.poll.empty_polls,
+                    durable::FD_WAIT_MS,
+                ));
+            }
+        }
+        Ok(group)
+    }
+
+    fn w2(&mut self) -> Result<Vec<Outcome>> {
         let n = self.scaled(W2_RECORDS);
-        let (corewal, raw) = self.synced("W2", 1, n)?;
-        let title = format!("append + sync × {}", count(n));
-        let mut outcome = Outcome::new("W2", title, 1, corewal, raw)
-            .want_ratio(W2_MIN_RATIO)
-            .want_p99_ratio(W2_MAX_P99_RATIO);
-        outcome.sync = Some("blocking");
-        Ok(outcome)
+        let variants = each_backend("W2", &[Mode::Blocking, Mode::SubmitWait]);
+        let group = self.group("W2", 1, n, W2_BLOCK, &variants)?;
+        let raw = group_side(group.raw_bytes, group.records, &group.raw_times, true);
+        Ok(group
+            .measured
+            .iter()
+            .map(|m| {
+                let corewal = group_side(m.bytes, group.records, &m.times, true);
+                let title = format!("append + sync × {}, {}", count(n), m.variant.label());
+                let mut outcome = Outcome::new("W2", title, 1, corewal, raw)
+                    .want_ratio(W2_MIN_RATIO)
+                    .want_p99_ratio(W2_MAX_P99_RATIO)
+                    .variant(Some(backend_name(m.variant.backend)), m.variant.mode.name());
+                outcome.ops = true;
+                outcome
+            })
+            .collect())
     }
 
-    fn w3(&mut self) -> Result<Outcome> {
+    /// W3's variants and W6's, in the same rounds with one raw side (W6's
+    /// raw baseline is W3's); returns (W3's outcomes, W6's).
+    fn w3_w6(&mut self, w3: bool, w6: bool) -> Result<(Vec<Outcome>, Vec<Outcome>)> {
         let batches = (self.scaled(W3_RECORDS) / W3_BATCH).max(1);
-        let (corewal, raw) = self.synced("W3", W3_BATCH, batches)?;
-        let title = format!("{} appends, sync / {W3_BATCH}", count(batches * W3_BATCH));
-        let mut outcome = Outcome::new("W3", title, 1, corewal, raw)
-            .want_ratio(W3_MIN_RATIO)
-            .want_rate(W3_OKAYWAL_RATE, " (okaywal¹)");
-        outcome.sync = Some("blocking");
-        Ok(outcome)
+        let mut variants = Vec::new();
+        if w3 {
+            variants.extend(each_backend("W3", &[Mode::Blocking, Mode::SubmitPoll]));
+        }
+        if w6 {
+            variants.extend(each_backend("W6", &[Mode::Pipelined]));
+        }
+        let name = if w3 { "W3" } else { "W6" };
+        let group = self.group(name, W3_BATCH, batches, W3_BLOCK, &variants)?;
+        let raw = group_side(group.raw_bytes, group.records, &group.raw_times, false);
+        let records = count(group.records);
+        let (mut w3_outcomes, mut w6_outcomes) = (Vec::new(), Vec::new());
+        for m in &group.measured {
+            let mut corewal = group_side(m.bytes, group.records, &m.times, false);
+            let label = m.variant.label();
+            let (backend, mode) = (Some(backend_name(m.variant.backend)), m.variant.mode.name());
+            if m.variant.id == "W3" {
+                let title = format!("{records} appends, sync / {W3_BATCH}, {label}");
+                w3_outcomes.push(
+                    Outcome::new("W3", title, 1, corewal, raw)
+                        .want_ratio(W3_MIN_RATIO)
+                        .want_rate(W3_OKAYWAL_RATE, " (okaywal¹)")
+                        .variant(backend, mode),
+                );
+            } else {
+                corewal.in_flight = m.in_flight;
+                let title = format!("{records} appends, submit / {W3_BATCH}, {label}");
+                let mut outcome = Outcome::new("W6", title, 1, corewal, raw).variant(backend, mode);
+                outcome.raw_mark = "²";
+                w6_outcomes.push(outcome);
+            }
+        }
+        Ok((w3_outcomes, w6_outcomes))
     }
 
     fn w4(&mut self) -> Result<Outcome> {
         let per_writer = self.scaled(W4_RECORDS_PER_WRITER);
         let written = Written::at(self.root, "w4", W4_WRITERS, per_writer);
-        let (corewal, raw) = self.fill("W4", &written)?;
+        let (corewal, raw, backend) = self.fill("W4", &written)?;
         let title = format!("{W4_WRITERS} writers × {} + sync", count(per_writer));
         self.w4 = Some(written);
-        let mut outcome =
-            Outcome::new("W4", title, W4_WRITERS, corewal, raw).want_ratio(W4_MIN_RATIO);
+        let mut outcome = Outcome::new("W4", title, W4_WRITERS, corewal, raw)
+            .want_ratio(W4_MIN_RATIO)
+            .variant(Some(backend_name(backend)), Mode::Blocking.name());
         if let Some(w1_rate) = self.w1_rate {
             outcome = outcome.want_scaling(w1_rate, W4_MIN_SCALING);
         }
@@ -314,7 +579,9 @@ impl<'a> Bench<'a> {
         let one = self.w1.as_ref().expect("written above");
         let (corewal, raw) = self.read_back("W5", one)?;
         let title = format!("read W1's {} back, 1 lane", count(one.records));
-        let single = Outcome::new("W5", title, 1, corewal, raw).want_peak_rss(W5_MAX_PEAK_RSS_MB);
+        let single = Outcome::new("W5", title, 1, corewal, raw)
+            .want_peak_rss(W5_MAX_PEAK_RSS_MB)
+            .variant(None, "read");
 
         let two = self.w4.as_ref().expect("written above");
         let (corewal, raw) = self.read_back("W5-merged", two)?;
@@ -325,7 +592,8 @@ impl<'a> Bench<'a> {
         );
         let merged = Outcome::new("W5-merged", title, two.lanes(), corewal, raw)
             .want_rate(W5_MERGED_MIN_RATE, "")
-            .want_peak_rss(W5_MAX_PEAK_RSS_MB);
+            .want_peak_rss(W5_MAX_PEAK_RSS_MB)
+            .variant(None, "read");
         Ok(vec![single, merged])
     }
 
@@ -361,97 +629,32 @@ impl<'a> Bench<'a> {
         expect_records(id, "corewal", back.records, written.records)?;
         Ok((corewal, raw))
     }
-
-    /// `batches` batches of `batch` appends, each followed by a blocking
-    /// sync, alternating blocks of batches between corewal and raw.
-    /// Latency percentiles are per batch when a batch is one record.
-    fn synced(&self, id: &str, batch: u64, batches: u64) -> Result<(Side, Side)> {
-        let records = batch * batches;
-        let name = id.to_ascii_lowercase();
-        let frames = Frames::encode(0, records);
-        let raw_path = self.root.join(format!("{name}-raw-0.log"));
-        let mut log = RawLog::create(&raw_path, frames.byte_len())?;
-        let corewal_dir = self.root.join(format!("{name}-corewal"));
-        let manager = engine::open(&corewal_dir, 1)?;
-        let writer = manager.writer(0)?;
-
-        let mut corewal_times = Vec::with_capacity(batches as usize);
-        let mut raw_times = Vec::with_capacity(batches as usize);
-        let rounds = ROUNDS.min(batches);
-        for round in 0..rounds {
-            self.say(format!("{id}: round {} of {rounds}", round + 1));
-            let block = batches * round / rounds..batches * (round + 1) / rounds;
-            // Alternate which side goes first, so neither always follows the other.
-            if round % 2 == 0 {
-                corewal_batches(writer, batch, block.clone(), &mut corewal_times)?;
-                raw_batches(&mut log, &frames, batch, block, &mut raw_times)?;
-            } else {
-                raw_batches(&mut log, &frames, batch, block.clone(), &mut raw_times)?;
-                corewal_batches(writer, batch, block, &mut corewal_times)?;
-            }
-        }
-        let corewal_bytes = writer.position();
-        manager.close()?;
-        drop(log);
-        std::fs::remove_dir_all(&corewal_dir)?;
-        std::fs::remove_file(&raw_path)?;
-
-        let side = |bytes: u64, times: &[Duration]| {
-            let mut side = Side::new(records, bytes, times.iter().sum::<Duration>().as_secs_f64());
-            if batch == 1 {
-                side.latency = Latency::from_samples(times);
-            }
-            side
-        };
-        Ok((
-            side(corewal_bytes, &corewal_times),
-            side(frames.byte_len(), &raw_times),
-        ))
-    }
 }
 
-/// corewal batches `block`: each `batch` appends then a sync, timed.
-fn corewal_batches(
-    writer: &Writer<FileIo>,
-    batch: u64,
-    block: Range<u64>,
-    times: &mut Vec<Duration>,
-) -> Result<()> {
-    for b in block {
-        let start = Instant::now();
-        for i in b * batch..(b + 1) * batch {
-            engine::append(writer, 0, i)?;
-        }
-        writer.sync()?;
-        times.push(start.elapsed());
-    }
-    Ok(())
+/// The variants of `id` in `modes`, on the sync backend, then io_uring.
+fn each_backend(id: &'static str, modes: &[Mode]) -> Vec<Variant> {
+    [Backend::Sync, Backend::IoUring]
+        .into_iter()
+        .flat_map(|backend| modes.iter().map(move |&mode| Variant { id, backend, mode }))
+        .collect()
 }
 
-/// The raw side of [`corewal_batches`].
-fn raw_batches(
-    log: &mut RawLog,
-    frames: &Frames,
-    batch: u64,
-    block: Range<u64>,
-    times: &mut Vec<Duration>,
-) -> Result<()> {
-    for b in block {
-        let start = Instant::now();
-        for i in b * batch..(b + 1) * batch {
-            log.append(frames.get(i as usize))?;
-        }
-        log.sync()?;
-        times.push(start.elapsed());
+/// One side of a durable-append group: `records` records in batches timed
+/// as `times`; with `latency`, the batches' percentiles (batches of one).
+fn group_side(bytes: u64, records: u64, times: &[Duration], latency: bool) -> Side {
+    let mut side = Side::new(records, bytes, times.iter().sum::<Duration>().as_secs_f64());
+    if latency {
+        side.latency = Latency::from_samples(times);
     }
-    Ok(())
+    side
 }
 
 /// corewal: `records` appends on each of `lanes` lanes of a fresh WAL in
 /// `dir`, one thread per lane, then a sync. The manager is opened before
 /// timing starts, as the raw file is prepared before it.
-fn fill_corewal(dir: &Path, lanes: u32, records: u64) -> Result<Side> {
-    let manager = engine::open(dir, lanes)?;
+fn fill_corewal(dir: &Path, lanes: u32, records: u64, backend: Backend) -> Result<(Side, Backend)> {
+    let manager = engine::open(dir, lanes, backend)?;
+    let in_use = manager.backend().backend;
     let writers = (0..lanes)
         .map(|lane| Ok((lane, manager.writer(lane)?)))
         .collect::<Result<Vec<_>>>()?;
@@ -467,11 +670,8 @@ fn fill_corewal(dir: &Path, lanes: u32, records: u64) -> Result<Side> {
         bytes += manager.writer(lane)?.position();
     }
     manager.close()?;
-    Ok(Side::new(
-        records * u64::from(lanes),
-        bytes,
-        elapsed.as_secs_f64(),
-    ))
+    let side = Side::new(records * u64::from(lanes), bytes, elapsed.as_secs_f64());
+    Ok((side, in_use))
 }
 
 /// raw: the same, one preallocated file and one thread per lane, frames

@@ -1,21 +1,40 @@
 //! The corewal side of the workloads, through the library's public Rust API
-//! with default options (64 MiB segments, preallocation, blocking sync).
+//! with default options (64 MiB segments, preallocation) but the backend.
 
 use std::path::Path;
 
-use corewal::{FileIo, Manager, OpView, Options, Recovery, RecoveryOptions, Writer};
+use corewal::{Backend, FileIo, Manager, OpView, Options, Recovery, RecoveryOptions, Writer};
 
 use crate::data;
 use crate::mem::Probe;
 use crate::report::Rss;
 
-/// Opens (creating) a WAL with `lanes` lanes and otherwise default options.
-pub fn open(dir: &Path, lanes: u32) -> corewal::Result<Manager> {
+/// Opens (creating) a WAL with `lanes` lanes on `backend` and otherwise
+/// default options. [`corewal::Error::Unsupported`] for io_uring where no
+/// ring can be set up.
+pub fn open(dir: &Path, lanes: u32, backend: Backend) -> corewal::Result<Manager> {
     let options = Options {
         num_cores: lanes,
+        backend,
         ..Options::default()
     };
     Manager::open(dir, &options)
+}
+
+/// How the command line and the report name a backend.
+pub fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Auto => "auto",
+        Backend::Sync => "sync",
+        Backend::IoUring => "io_uring",
+    }
+}
+
+/// The backend named `name` (`auto`, `sync`, `io_uring`).
+pub fn parse_backend(name: &str) -> Option<Backend> {
+    [Backend::Auto, Backend::Sync, Backend::IoUring]
+        .into_iter()
+        .find(|&b| backend_name(b) == name || (b == Backend::IoUring && name == "io-uring"))
 }
 
 /// Appends record `index` of `lane`.

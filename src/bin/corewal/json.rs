@@ -82,6 +82,20 @@ impl<T: JsonValue> JsonValue for Option<T> {
     }
 }
 
+/// A slice is an array.
+impl<T: JsonValue> JsonValue for &[T] {
+    fn write_json(&self, out: &mut String) {
+        out.push('[');
+        for (i, item) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            item.write_json(out);
+        }
+        out.push(']');
+    }
+}
+
 /// Bytes as a JSON string of lowercase hex digits.
 pub struct Hex<'a>(pub &'a [u8]);
 
@@ -214,6 +228,8 @@ mod tests {
         o.field("none", None::<u64>);
         o.field("some", Some(-5i64));
         o.field("hex", Hex(&[0x00, 0xab, 0x7f]));
+        o.field("array", [1.5f64, f64::NAN].as_slice());
+        o.field("empty", &[] as &[u64]);
         o.objects(
             "list",
             [1u64, 2].into_iter().map(|n| {
@@ -223,7 +239,8 @@ mod tests {
             }),
         );
         let want = r#"{"none":null,"some":-5,"hex":"00ab7f","list":[{"n":1},{"n":2}]}"#;
-        assert_eq!(o.to_string(), want);
+        let with_arrays = want.replace(r#""list""#, r#""array":[1.5,null],"empty":[],"list""#);
+        assert_eq!(o.to_string(), with_arrays);
 
         let mut line = String::new();
         let mut w = JsonWriter::new(&mut line);

@@ -17,6 +17,7 @@ mod args;
 mod bench;
 mod data;
 mod dump;
+mod durable;
 mod engine;
 mod json;
 mod mem;
@@ -24,6 +25,7 @@ mod progress;
 mod raw;
 mod report;
 mod stats;
+mod timed;
 mod verify;
 mod wal;
 

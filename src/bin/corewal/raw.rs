@@ -201,7 +201,7 @@ mod tests {
         // Enough frames that some straddle the 1 MiB read chunks.
         let frames = Frames::encode(1, 20_000);
         // The same frame size as corewal's own frame of the same record.
-        let wal = crate::engine::open(&dir.path().join("wal"), 2).unwrap();
+        let wal = crate::engine::open(&dir.path().join("wal"), 2, corewal::Backend::Auto).unwrap();
         let corewal_frame = crate::engine::append(wal.writer(1).unwrap(), 1, 0).unwrap();
         assert_eq!(corewal_frame, 0);
         assert_eq!(

@@ -11,23 +11,83 @@ const MB: f64 = 1e6;
 pub struct Latency {
     pub p50_us: f64,
     pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
     pub samples: usize,
 }
 
 impl Latency {
     /// Nearest-rank percentiles of `samples`.
     pub fn from_samples(samples: &[std::time::Duration]) -> Option<Latency> {
-        if samples.is_empty() {
+        Latency::from_nanos(samples.iter().map(|d| d.as_nanos() as u64).collect())
+    }
+
+    /// Nearest-rank percentiles of `nanos`, samples in nanoseconds.
+    pub fn from_nanos(mut nanos: Vec<u64>) -> Option<Latency> {
+        if nanos.is_empty() {
             return None;
         }
-        let mut us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
-        us.sort_by(f64::total_cmp);
-        let rank = |p: f64| us[((p * us.len() as f64).ceil() as usize).clamp(1, us.len()) - 1];
+        nanos.sort_unstable();
+        let us = |per_100k: u64| nearest_rank(&nanos, per_100k) as f64 / 1e3;
         Some(Latency {
-            p50_us: rank(0.50),
-            p99_us: rank(0.99),
-            samples: us.len(),
+            p50_us: us(50_000),
+            p99_us: us(99_000),
+            p999_us: us(99_900),
+            max_us: us(100_000),
+            samples: nanos.len(),
         })
+    }
+}
+
+/// The nearest-rank percentile of `sorted` (ascending, not empty), the
+/// percentile given in thousandths of a percent (99.9 % = 99,900): the
+/// smallest sample that at least that share of samples are at or below.
+/// Integer arithmetic, so 99.9 % of 1,000 samples is exactly rank 999.
+pub fn nearest_rank(sorted: &[u64], per_100k: u64) -> u64 {
+    let n = sorted.len() as u64;
+    let rank = (per_100k * n).div_ceil(100_000).clamp(1, n);
+    sorted[rank as usize - 1]
+}
+
+/// How many syncs a writer had in flight, sampled after every append.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InFlight {
+    pub syncs: u64,
+    pub samples: u64,
+    /// Sum of `submitted - completed` over the samples.
+    pub sum: u64,
+    pub max: u64,
+}
+
+impl InFlight {
+    pub fn sample(&mut self, in_flight: u64) {
+        self.samples += 1;
+        self.sum += in_flight;
+        self.max = self.max.max(in_flight);
+    }
+
+    pub fn mean(&self) -> f64 {
+        if self.samples == 0 {
+            return 0.0;
+        }
+        self.sum as f64 / self.samples as f64
+    }
+}
+
+/// Per-append latency around segment rotation (W1-latency).
+#[derive(Debug, Clone, Default)]
+pub struct Rotation {
+    /// Latency of each append that moved the lane to a new segment, µs.
+    pub rotating_us: Vec<f64>,
+    /// The largest latency of every other append, µs.
+    pub max_other_us: f64,
+    /// Mean cost of one `Instant::now()`, ns; each sample includes one.
+    pub clock_ns: f64,
+}
+
+impl Rotation {
+    pub fn max_rotating_us(&self) -> Option<f64> {
+        self.rotating_us.iter().copied().reduce(f64::max)
     }
 }
 
@@ -52,6 +112,7 @@ pub struct Side {
     pub secs: f64,
     pub latency: Option<Latency>,
     pub rss: Option<Rss>,
+    pub in_flight: Option<InFlight>,
 }
 
 impl Side {
@@ -62,6 +123,7 @@ impl Side {
             secs,
             latency: None,
             rss: None,
+            in_flight: None,
         }
     }
 
@@ -84,12 +146,19 @@ impl Side {
         if let Some(l) = self.latency {
             o.field("p50_us", round(l.p50_us, 1));
             o.field("p99_us", round(l.p99_us, 1));
+            o.field("p999_us", round(l.p999_us, 1));
+            o.field("max_us", round(l.max_us, 1));
             o.field("samples", l.samples);
         }
         if let Some(r) = self.rss {
             o.field("peak_rss_mb", round(r.peak_bytes as f64 / MB, 1));
             o.field("rss_growth_mb", round(r.growth_bytes as f64 / MB, 1));
             o.field("peak_rss_reset", r.peak_reset);
+        }
+        if let Some(f) = self.in_flight {
+            o.field("syncs", f.syncs);
+            o.field("in_flight_mean", round(f.mean(), 3));
+            o.field("in_flight_max", f.max);
         }
         o
     }
@@ -149,9 +218,20 @@ pub struct Outcome {
     pub id: &'static str,
     pub title: String,
     pub lanes: u32,
-    /// Sync flavour for the workloads that sync often.
-    pub sync: Option<&'static str>,
+    /// corewal's I/O backend (`sync`, `io_uring`); `None` where none is
+    /// involved (reading back).
+    pub backend: Option<&'static str>,
+    /// How durability is asked for: `blocking`, `submit+wait`,
+    /// `submit+poll`, `pipelined`; `read` for W5.
+    pub mode: Option<&'static str>,
     pub corewal: Side,
+    /// Printed after the raw rate, pointing at a footnote.
+    pub raw_mark: &'static str,
+    /// Rates are of durable operations (W2), not records.
+    pub ops: bool,
+    /// Show p99.9 and max beside p50 and p99.
+    pub show_tail: bool,
+    pub rotation: Option<Rotation>,
     pub raw: Side,
     /// corewal's rate here over its own W1 rate (W4).
     pub scaling_vs_w1: Option<f64>,
@@ -164,12 +244,24 @@ impl Outcome {
             id,
             title,
             lanes,
-            sync: None,
+            backend: None,
+            mode: None,
             corewal,
+            raw_mark: "",
+            ops: false,
+            show_tail: false,
+            rotation: None,
             raw,
             scaling_vs_w1: None,
             checks: Vec::new(),
         }
+    }
+
+    /// Records the backend and durability mode.
+    pub fn variant(mut self, backend: Option<&'static str>, mode: &'static str) -> Outcome {
+        self.backend = backend;
+        self.mode = Some(mode);
+        self
     }
 
     /// corewal's rate over raw's.
@@ -273,14 +365,13 @@ impl Outcome {
 
     /// One JSON object per workload.
     pub fn to_json(&self) -> JsonObject {
-        let ops = self.corewal.latency.is_some();
+        let ops = self.ops;
         let mut o = JsonObject::default();
         o.field("id", self.id);
         o.field("workload", self.title.as_str());
         o.field("lanes", self.lanes);
-        if let Some(sync) = self.sync {
-            o.field("sync", sync);
-        }
+        o.field("backend", self.backend);
+        o.field("mode", self.mode);
         o.object("corewal", self.corewal.to_json(ops));
         o.object("raw", self.raw.to_json(ops));
         o.field("ratio", round(self.ratio(), 3));
@@ -289,6 +380,16 @@ impl Outcome {
         }
         if let Some(s) = self.scaling_vs_w1 {
             o.field("scaling_vs_w1", round(s, 3));
+        }
+        if let Some(r) = &self.rotation {
+            let mut rot = JsonObject::default();
+            rot.field("rotations", r.rotating_us.len());
+            rot.field("max_rotating_us", r.max_rotating_us().map(|x| round(x, 1)));
+            rot.field("max_other_us", round(r.max_other_us, 1));
+            let each: Vec<f64> = r.rotating_us.iter().map(|&x| round(x, 1)).collect();
+            rot.field("rotating_us", each.as_slice());
+            rot.field("clock_overhead_ns", round(r.clock_ns, 1));
+            o.object("rotation", rot);
         }
         let checks = self.checks.iter().map(|c| {
             let mut check = JsonObject::default();
@@ -333,6 +434,18 @@ pub fn compact(x: f64) -> String {
     }
 }
 
+/// A latency in microseconds, with decimals where they matter:
+/// `0.21 µs`, `4.3 µs`, `41 µs`, `1,605 µs`.
+pub fn micros(us: f64) -> String {
+    if us < 1.0 {
+        format!("{us:.2} µs")
+    } else if us < 10.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{} µs", thousands(us.round() as u64))
+    }
+}
+
 /// A table row: id, workload, corewal, raw, ratio, target, result.
 type Row = [String; 7];
 
@@ -343,11 +456,7 @@ fn row(cells: [&str; 7]) -> Row {
 /// The rows of one outcome: its main figure first, the others below it,
 /// each target beside the figure it is about.
 fn rows(o: &Outcome) -> Vec<Row> {
-    let unit = if o.corewal.latency.is_some() {
-        "ops/s"
-    } else {
-        "rec/s"
-    };
+    let unit = if o.ops { "ops/s" } else { "rec/s" };
     let rate = |s: &Side| format!("{} {unit}", compact(s.records_per_s()));
     let mut rows = Vec::new();
     let mut figure_rows = |figures: &[Figure], cells: [String; 5]| {
@@ -373,36 +482,65 @@ fn rows(o: &Outcome) -> Vec<Row> {
             o.id.to_owned(),
             o.title.clone(),
             rate(&o.corewal),
-            rate(&o.raw),
+            format!("{}{}", rate(&o.raw), o.raw_mark),
             format!("{:.2}", o.ratio()),
         ],
     );
     let blank = String::new;
-    if o.corewal.latency.is_none() {
+    if o.corewal.latency.is_none() && o.corewal.in_flight.is_none() {
         let mbs = |s: &Side| format!("{} MB/s", thousands(s.mb_per_s().round() as u64));
         figure_rows(
             &[],
             [blank(), blank(), mbs(&o.corewal), mbs(&o.raw), blank()],
         );
     }
+    if let Some(f) = o.corewal.in_flight {
+        let cells = [
+            blank(),
+            "syncs in flight, mean (max)".into(),
+            format!("{:.2} ({})", f.mean(), f.max),
+            blank(),
+            blank(),
+        ];
+        figure_rows(&[], cells);
+    }
     if let (Some(c), Some(r)) = (o.corewal.latency, o.raw.latency) {
-        let us = |x: f64| format!("{} µs", thousands(x.round() as u64));
-        let p50 = ("p50".to_owned(), us(c.p50_us), us(r.p50_us));
-        figure_rows(
-            &[],
-            [
+        let mut lines = vec![("p50", c.p50_us, r.p50_us), ("p99", c.p99_us, r.p99_us)];
+        if o.show_tail {
+            lines.push(("p99.9", c.p999_us, r.p999_us));
+            lines.push(("max", c.max_us, r.max_us));
+        }
+        for (name, c, r) in lines {
+            let figures: &[Figure] = if name == "p99" {
+                &[Figure::P99Ratio]
+            } else {
+                &[]
+            };
+            let cells = [
                 blank(),
-                p50.0,
-                p50.1,
-                p50.2,
-                format!("{:.2}", c.p50_us / r.p50_us),
-            ],
-        );
-        let ratio = format!("{:.2}", c.p99_us / r.p99_us);
-        figure_rows(
-            &[Figure::P99Ratio],
-            [blank(), "p99".into(), us(c.p99_us), us(r.p99_us), ratio],
-        );
+                name.into(),
+                micros(c),
+                micros(r),
+                format!("{:.2}", c / r),
+            ];
+            figure_rows(figures, cells);
+        }
+    }
+    if let Some(rot) = &o.rotation {
+        let rotating = match rot.max_rotating_us() {
+            Some(max) => micros(max),
+            None => "—".into(),
+        };
+        let label = format!("max, {} rotating appends", rot.rotating_us.len());
+        figure_rows(&[], [blank(), label, rotating, blank(), blank()]);
+        let cells = [
+            blank(),
+            "max, all other appends".into(),
+            micros(rot.max_other_us),
+            blank(),
+            blank(),
+        ];
+        figure_rows(&[], cells);
     }
     if let (Some(c), Some(r)) = (o.corewal.rss, o.raw.rss) {
         let mb = |b: u64| format!("{:.1} MB", b as f64 / MB);
@@ -511,6 +649,110 @@ mod tests {
         let one = Latency::from_samples(&[Duration::from_micros(7)]).unwrap();
         assert_eq!(one.p99_us.round(), 7.0);
         assert!(Latency::from_samples(&[]).is_none());
+    }
+
+    #[test]
+    fn tail_percentiles_use_integer_ranks() {
+        // 1..=1000 ns: p99.9 is rank 999 exactly, which a float ceil of
+        // 0.999 * 1000 can miss.
+        let nanos: Vec<u64> = (1..=1000).rev().collect();
+        let l = Latency::from_nanos(nanos).unwrap();
+        assert_eq!(l.p50_us, 0.5);
+        assert_eq!(l.p99_us, 0.99);
+        assert_eq!(l.p999_us, 0.999);
+        assert_eq!(l.max_us, 1.0);
+        assert_eq!(l.samples, 1000);
+        let sorted = [10, 20, 30];
+        assert_eq!(nearest_rank(&sorted, 0), 10, "p0 is the first sample");
+        assert_eq!(nearest_rank(&sorted, 33_333), 10);
+        assert_eq!(nearest_rank(&sorted, 33_334), 20);
+        assert_eq!(nearest_rank(&sorted, 100_000), 30);
+        assert_eq!(nearest_rank(&[5], 99_900), 5);
+        assert!(Latency::from_nanos(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn in_flight_averages_its_samples() {
+        let mut f = InFlight::default();
+        assert_eq!(f.mean(), 0.0, "no samples");
+        for n in [0, 1, 2, 5] {
+            f.sample(n);
+        }
+        assert_eq!((f.samples, f.sum, f.max), (4, 8, 5));
+        assert_eq!(f.mean(), 2.0);
+    }
+
+    #[test]
+    fn micros_keep_the_digits_that_matter() {
+        assert_eq!(micros(0.214), "0.21 µs");
+        assert_eq!(micros(4.34), "4.3 µs");
+        assert_eq!(micros(41.4), "41 µs");
+        assert_eq!(micros(1605.2), "1,605 µs");
+    }
+
+    #[test]
+    fn variants_rotation_and_in_flight_show_in_table_and_json() {
+        let mut side = Side::new(1000, 200_000, 0.5);
+        side.latency = Latency::from_nanos((1..=1000).map(|n| n * 1000).collect());
+        let mut o = Outcome::new("W1-latency", "timed".into(), 1, side, side)
+            .variant(Some("io_uring"), "blocking");
+        o.show_tail = true;
+        o.rotation = Some(Rotation {
+            rotating_us: vec![250.0, 12.5],
+            max_other_us: 40.0,
+            clock_ns: 25.0,
+        });
+        let mut pipelined = Side::new(100, 20_000, 0.5);
+        let mut f = InFlight {
+            syncs: 2,
+            ..InFlight::default()
+        };
+        f.sample(1);
+        f.sample(2);
+        pipelined.in_flight = Some(f);
+        let mut w6 = Outcome::new(
+            "W6",
+            "piped".into(),
+            1,
+            pipelined,
+            Side::new(100, 20_000, 1.0),
+        )
+        .variant(Some("sync"), "pipelined");
+        w6.raw_mark = "²";
+        let w5 = Outcome::new("W5", "read".into(), 1, side, side).variant(None, "read");
+        let text = table(&[o.clone(), w6.clone()], "heading", &[]);
+        for want in [
+            "p99.9",
+            "999 µs",
+            "1,000 µs",
+            "max, 2 rotating appends",
+            "250 µs",
+            "max, all other appends",
+            "40 µs",
+            "syncs in flight, mean (max)",
+            "1.50 (2)",
+            "100 rec/s²",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from\n{text}");
+        }
+
+        let json: serde_json::Value = serde_json::from_str(&o.to_json().to_string()).unwrap();
+        assert_eq!(json["backend"], "io_uring");
+        assert_eq!(json["mode"], "blocking");
+        assert_eq!(json["corewal"]["records_per_s"], 2000.0, "records, not ops");
+        assert_eq!(json["corewal"]["p999_us"], 999.0);
+        assert_eq!(json["corewal"]["max_us"], 1000.0);
+        assert_eq!(json["rotation"]["rotations"], 2);
+        assert_eq!(json["rotation"]["max_rotating_us"], 250.0);
+        assert_eq!(json["rotation"]["rotating_us"][1], 12.5);
+        let json: serde_json::Value = serde_json::from_str(&w6.to_json().to_string()).unwrap();
+        assert_eq!(json["mode"], "pipelined");
+        assert_eq!(json["corewal"]["in_flight_mean"], 1.5);
+        assert_eq!(json["corewal"]["in_flight_max"], 2);
+        assert_eq!(json["corewal"]["syncs"], 2);
+        let json: serde_json::Value = serde_json::from_str(&w5.to_json().to_string()).unwrap();
+        assert!(json["backend"].is_null());
+        assert_eq!(json["mode"], "read");
     }
 
     #[test]
