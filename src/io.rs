@@ -144,6 +144,9 @@ pub trait Io: Clone + Send + Sync + 'static {
     /// Names (not paths) of the entries of `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Gives `from`'s file the name `to` too; `AlreadyExists` if `to` exists
+    /// (never replaces).
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes creations, renames and removals in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
@@ -522,6 +525,10 @@ impl Io for FileIo {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
+    }
+
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
@@ -932,6 +939,17 @@ impl Io for MemIo {
         self.check(FaultOp::Rename, from)?;
         let mut st = lock_state(&self.state);
         let data = st.files.remove(from).ok_or(io::ErrorKind::NotFound)?;
+        st.files.insert(to.to_owned(), data);
+        Ok(())
+    }
+
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(FaultOp::Rename, from)?;
+        let mut st = lock_state(&self.state);
+        if st.files.contains_key(to) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        let data = st.files.get(from).ok_or(io::ErrorKind::NotFound)?.clone();
         st.files.insert(to.to_owned(), data);
         Ok(())
     }

@@ -18,7 +18,7 @@ use crate::options::Options;
 use crate::recovery::{
     LaneScan, Recovery, RecoveryOptions, Verdict, header_base, scan_dir_from, scan_lane,
 };
-use crate::segment::{list_segments, prepare, segment_path};
+use crate::segment::{PREPARING_SUFFIX, create_now, list_segments, prepare, segment_path};
 use crate::writer::{Lane, LaneConfig, LaneStart, Resume, Shared, Writer};
 
 /// Keeps each writer on its own cache lines, so two cores appending to two
@@ -147,6 +147,15 @@ impl<I: Io> Manager<I> {
         options.validate()?;
         let num_cores = meta.num_cores;
 
+        // Preparations cut short by a crash leave temporary files behind.
+        for name in io
+            .list(&dir)
+            .context(|| format!("listing {}", dir.display()))?
+        {
+            if name.ends_with(PREPARING_SUFFIX) {
+                let _ = io.remove(&dir.join(name));
+            }
+        }
         let (per_lane, foreign) = list_segments(&io, &dir, num_cores)?;
         if let Some(name) = foreign.first() {
             return Err(Error::CorruptMeta(format!(
@@ -466,15 +475,10 @@ fn open_lane<I: Io>(
         }
         io.sync_dir(dir)
             .context(|| format!("syncing {}", dir.display()))?;
-        let file = prepare(
-            io,
-            dir,
-            core,
-            0,
-            config.segment_bytes,
-            config.preallocate,
-            &AtomicBool::new(false),
-        )?;
+        // Zero-filled if that works; a segment made directly serves as well.
+        let (bytes, prealloc) = (config.segment_bytes, config.preallocate);
+        let file = prepare(io, dir, core, 0, bytes, prealloc, &AtomicBool::new(false))
+            .or_else(|_| create_now(io, dir, core, 0, bytes, prealloc))?;
         let resume = Resume {
             segment_index: 0,
             base_position: 0,

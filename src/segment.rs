@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::io::{Io, IoFile, OpenMode};
 
 /// `wal-<core>-<segment>.log`, zero-padded so that names sort.
@@ -62,15 +62,19 @@ pub fn list_segments<I: Io>(
 /// Chunk of zeros written while preallocating.
 const ZERO_CHUNK: usize = 1 << 20;
 
-/// Creates segment `index` of `core_id` ready for writing. Its name is
-/// durable before anything else happens to it. With `preallocate`, its blocks
-/// are reserved at full size, then it is zero-filled and synced, so later
-/// fdatasyncs never have to record a size change or an extent conversion.
+/// Suffix of a segment being prepared under a temporary name.
+pub const PREPARING_SUFFIX: &str = ".prep";
+
+/// Prepares segment `index` of `core_id` ahead of need, on a background
+/// thread. With `preallocate`, the file is built under a temporary name:
+/// blocks reserved at full size, zero-filled and synced, so later fdatasyncs
+/// never have to record a size change or an extent conversion. It is then
+/// published under its segment name with a link that never replaces: if the
+/// writer needed the segment first and made it itself ([`create_now`]), the
+/// preparation is dropped. A set `cancel` stops the zero-fill early.
 ///
-/// The zero-fill stops early when `cancel` is set (the writer needs the
-/// segment now): the segment is then as correct, only its first syncs are
-/// slower. The header is written later, by the writer that starts the
-/// segment, together with its first frames.
+/// Since the writer never writes to the temporary file, no zero can ever
+/// land on its data, and it never has to wait for this thread.
 pub fn prepare<I: Io>(
     io: &I,
     dir: &Path,
@@ -80,26 +84,71 @@ pub fn prepare<I: Io>(
     preallocate: bool,
     cancel: &AtomicBool,
 ) -> Result<I::File> {
-    let path = segment_path(dir, core_id, index);
-    let what = || format!("preparing {}", path.display());
-    let file = io.open(&path, OpenMode::CreateNew).context(what)?;
-    if preallocate {
-        file.allocate(segment_bytes).context(what)?;
+    if !preallocate {
+        return create_now(io, dir, core_id, index, segment_bytes, false);
     }
-    io.sync_dir(dir).context(what)?;
-    if preallocate {
+    let path = segment_path(dir, core_id, index);
+    let temp = dir.join(format!(
+        "{}{PREPARING_SUFFIX}",
+        segment_name(core_id, index)
+    ));
+    let what = || format!("preparing {}", path.display());
+    let cancelled = || {
+        Error::io(
+            what(),
+            std::io::Error::other("cancelled: the writer made the segment itself"),
+        )
+    };
+    let _ = io.remove(&temp);
+    let file = io.open(&temp, OpenMode::CreateNew).context(what)?;
+    let built = (|| {
+        file.allocate(segment_bytes).context(what)?;
         let zeros = vec![0u8; ZERO_CHUNK];
         let mut off = 0u64;
         while off < segment_bytes {
             if cancel.load(Ordering::Relaxed) {
-                return Ok(file);
+                return Err(cancelled());
             }
             let n = (segment_bytes - off).min(ZERO_CHUNK as u64) as usize;
             file.write_at(&zeros[..n], off).context(what)?;
             off += n as u64;
         }
         file.sync_all().context(what)?;
+        match io.link(&temp, &path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(cancelled()),
+            other => other.context(what),
+        }
+    })();
+    let _ = io.remove(&temp);
+    built?;
+    io.sync_dir(dir).context(what)?;
+    Ok(file)
+}
+
+/// Makes segment `index` of `core_id` at once: created (or opened, if a
+/// preparation published it meanwhile), blocks reserved with `preallocate`,
+/// its name durable. Not zero-filled: its first syncs may cost a little more.
+pub fn create_now<I: Io>(
+    io: &I,
+    dir: &Path,
+    core_id: u32,
+    index: u64,
+    segment_bytes: u64,
+    preallocate: bool,
+) -> Result<I::File> {
+    let path = segment_path(dir, core_id, index);
+    let what = || format!("creating {}", path.display());
+    let file = match io.open(&path, OpenMode::CreateNew) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            io.open(&path, OpenMode::Existing)
+        }
+        other => other,
     }
+    .context(what)?;
+    if preallocate {
+        file.allocate(segment_bytes).context(what)?;
+    }
+    io.sync_dir(dir).context(what)?;
     Ok(file)
 }
 
@@ -156,19 +205,41 @@ mod tests {
     }
 
     #[test]
-    fn a_cancelled_preparation_is_full_size_with_a_durable_name() {
+    fn a_cancelled_preparation_leaves_nothing_behind() {
         let io = MemIo::new();
         let dir = Path::new("/wal");
         io.create_dir(dir).unwrap();
         let size = 4 * ZERO_CHUNK as u64;
-        let file = prepare(&io, dir, 0, 0, size, true, &AtomicBool::new(true)).unwrap();
-        assert_eq!(file.size().unwrap(), size);
-        io.crash();
-        io.restart();
-        let bytes = io
-            .contents(&segment_path(dir, 0, 0))
-            .expect("the name is durable first");
-        assert!(bytes.iter().all(|&b| b == 0));
+        assert!(prepare(&io, dir, 0, 0, size, true, &AtomicBool::new(true)).is_err());
+        assert!(io.list(dir).unwrap().is_empty(), "{:?}", io.list(dir));
+    }
+
+    #[test]
+    fn a_preparation_never_replaces_a_segment_the_writer_made() {
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        let made = create_now(&io, dir, 0, 3, 4096, true).unwrap();
+        made.write_at(b"data", 64).unwrap();
+        assert!(prepare(&io, dir, 0, 3, 4096, true, &AtomicBool::new(false)).is_err());
+        assert_eq!(
+            &io.contents(&segment_path(dir, 0, 3)).unwrap()[64..68],
+            b"data"
+        );
+        assert_eq!(
+            io.list(dir).unwrap(),
+            vec![segment_name(0, 3)],
+            "no temporary file left"
+        );
+        // And the other way round: create_now takes a published preparation.
+        prepare(&io, dir, 0, 4, 4096, true, &AtomicBool::new(false)).unwrap();
+        assert_eq!(
+            create_now(&io, dir, 0, 4, 4096, true)
+                .unwrap()
+                .size()
+                .unwrap(),
+            4096
+        );
     }
 
     #[test]

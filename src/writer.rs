@@ -20,7 +20,7 @@ use crate::format::{
     seal_frame,
 };
 use crate::io::{Completion, EventFd, Io, IoFile, SubmitQueue};
-use crate::segment::{prepare, segment_name};
+use crate::segment::{create_now, prepare};
 
 /// Barriers a lane remembers for checkpoints (one per epoch is typical).
 const MAX_REMEMBERED_BARRIERS: usize = 64;
@@ -199,15 +199,21 @@ impl<F> Preparation<F> {
         }
     }
 
-    /// The prepared file, taken as it is if the zero-fill is unfinished.
-    fn take(self) -> Result<F> {
+    /// The prepared file if the preparation has finished well; otherwise
+    /// `None`, and an unfinished preparation is told to stop and handed back
+    /// to be joined later. Never waits for the thread.
+    fn take_if_ready(self) -> (Option<F>, Option<JoinHandle<Result<F>>>) {
+        if self.thread.is_finished() {
+            return (self.thread.join().ok().and_then(|r| r.ok()), None);
+        }
         self.cancel.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_else(|_| {
-            Err(Error::io(
-                "preparing the next segment",
-                std::io::Error::other("preparation thread panicked"),
-            ))
-        })
+        (None, Some(self.thread))
+    }
+
+    /// Stops the preparation and waits for its thread.
+    fn stop(self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
     }
 }
 
@@ -232,6 +238,8 @@ pub(crate) struct Lane<I: Io> {
     /// handle so a checkpoint can read them without entering the lane.
     barriers: Arc<Barriers>,
     prepared: Option<Preparation<I::File>>,
+    /// Preparations overtaken by the writer, finishing in the background.
+    abandoned: Vec<JoinHandle<Result<I::File>>>,
     encoder: Encoder,
     buf: Vec<u8>,
     /// File offset of `buf[0]` in the active segment.
@@ -288,6 +296,7 @@ impl<I: Io> Lane<I> {
             event,
             barriers: Arc::new(Barriers::new(resume.last_epoch)),
             prepared: None,
+            abandoned: Vec::new(),
             encoder: Encoder::default(),
             buf: Vec::with_capacity(WRITE_BUF_BYTES),
             buf_offset: SEGMENT_HEADER_LEN as u64 + (resume.position - resume.base_position),
@@ -632,27 +641,28 @@ impl<I: Io> Lane<I> {
     fn rotate(&mut self) -> Result<()> {
         self.flush()?;
         let next_index = self.segment.index + 1;
-        let prepared = match self.prepared.take() {
-            Some(preparation) => preparation.take(),
-            None => prepare(
+        // Take the prepared segment if it is ready; never wait for it (its
+        // thread runs only on idle CPU). Otherwise make the segment now, and
+        // the preparation, told to stop, publishes nothing.
+        let (ready, unfinished) = match self.prepared.take() {
+            Some(preparation) => preparation.take_if_ready(),
+            None => (None, None),
+        };
+        self.abandoned.retain(|thread| !thread.is_finished());
+        self.abandoned.extend(unfinished);
+        let file = match ready {
+            Some(file) => file,
+            // A failure here leaves the lane as it was; the next append
+            // tries again.
+            None => create_now(
                 &self.io,
                 &self.config.dir,
                 self.core_id,
                 next_index,
                 self.config.segment_bytes,
                 self.config.preallocate,
-                &AtomicBool::new(false),
-            ),
+            )?,
         };
-        // A failed preparation leaves the lane as it was; the next append
-        // tries again, inline.
-        let file = prepared.map_err(|e| match e {
-            Error::Io { source, .. } => Error::io(
-                format!("preparing {}", segment_name(self.core_id, next_index)),
-                source,
-            ),
-            other => other,
-        })?;
         let old = std::mem::replace(
             &mut self.segment,
             ActiveSegment {
@@ -810,7 +820,10 @@ impl<I: Io> Lane<I> {
     /// outlives the lane.
     fn finish_background(&mut self) {
         if let Some(preparation) = self.prepared.take() {
-            let _ = preparation.take();
+            preparation.stop();
+        }
+        for thread in self.abandoned.drain(..) {
+            let _ = thread.join();
         }
         for retired in self.retiring.drain(..) {
             let _ = retired.join();
