@@ -12,6 +12,7 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::Io;
+use crate::meta::{open_lines, seal_lines};
 
 /// Name of the manifest inside a WAL directory.
 pub const MANIFEST_FILE: &str = "corewal.manifest";
@@ -47,26 +48,12 @@ impl Manifest {
             body.push_str(&format!("{byte:02x}"));
         }
         body.push('\n');
-        let crc = crc32c::crc32c(body.as_bytes());
-        format!("{body}crc32c={crc:08x}\n")
+        seal_lines(body)
     }
 
     pub fn decode(text: &[u8]) -> Result<Manifest> {
         let bad = |why: &str| Error::CorruptMeta(format!("{MANIFEST_FILE}: {why}"));
-        let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
-        let split = text
-            .rfind("crc32c=")
-            .ok_or_else(|| bad("no checksum line"))?;
-        let (body, crc_line) = text.split_at(split);
-        let stored = u32::from_str_radix(crc_line.trim_start_matches("crc32c=").trim(), 16)
-            .map_err(|_| bad("unreadable checksum"))?;
-        if crc32c::crc32c(body.as_bytes()) != stored {
-            return Err(bad("checksum mismatch"));
-        }
-        let mut lines = body.lines();
-        if lines.next() != Some("corewal-manifest") {
-            return Err(bad("not a corewal manifest"));
-        }
+        let lines = open_lines(text, MANIFEST_FILE, "corewal-manifest")?;
         let mut manifest = Manifest {
             checkpoint_id: 0,
             epoch: 0,

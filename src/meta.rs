@@ -11,6 +11,39 @@ pub const META_FILE: &str = "corewal.meta";
 /// Name of the lock file inside a WAL directory.
 pub const LOCK_FILE: &str = "corewal.lock";
 
+/// Closes `body` (text lines) with a line holding its crc32c, the framing
+/// of the metadata file and the manifest.
+pub(crate) fn seal_lines(body: String) -> String {
+    let crc = crc32c::crc32c(body.as_bytes());
+    format!("{body}crc32c={crc:08x}\n")
+}
+
+/// The lines of a sealed text after its first line, which must be `header`,
+/// once the text is checked against its crc32c line. `file` names the file
+/// in errors.
+pub(crate) fn open_lines<'a>(
+    text: &'a [u8],
+    file: &str,
+    header: &str,
+) -> Result<std::str::Lines<'a>> {
+    let bad = |why: &str| Error::CorruptMeta(format!("{file}: {why}"));
+    let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
+    let split = text
+        .rfind("crc32c=")
+        .ok_or_else(|| bad("no checksum line"))?;
+    let (body, crc_line) = text.split_at(split);
+    let stored = u32::from_str_radix(crc_line.trim_start_matches("crc32c=").trim(), 16)
+        .map_err(|_| bad("unreadable checksum"))?;
+    if crc32c::crc32c(body.as_bytes()) != stored {
+        return Err(bad("checksum mismatch"));
+    }
+    let mut lines = body.lines();
+    if lines.next() != Some(header) {
+        return Err(bad(&format!("not a {header} file")));
+    }
+    Ok(lines)
+}
+
 /// What the metadata file records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -34,26 +67,12 @@ impl Meta {
             self.max_record_bytes,
             self.preallocate as u8
         );
-        let crc = crc32c::crc32c(body.as_bytes());
-        format!("{body}crc32c={crc:08x}\n")
+        seal_lines(body)
     }
 
     pub fn decode(text: &[u8]) -> Result<Meta> {
         let bad = |why: &str| Error::CorruptMeta(format!("{META_FILE}: {why}"));
-        let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
-        let split = text
-            .rfind("crc32c=")
-            .ok_or_else(|| bad("no checksum line"))?;
-        let (body, crc_line) = text.split_at(split);
-        let stored = u32::from_str_radix(crc_line.trim_start_matches("crc32c=").trim(), 16)
-            .map_err(|_| bad("unreadable checksum"))?;
-        if crc32c::crc32c(body.as_bytes()) != stored {
-            return Err(bad("checksum mismatch"));
-        }
-        let mut lines = body.lines();
-        if lines.next() != Some("corewal-meta") {
-            return Err(bad("not a corewal metadata file"));
-        }
+        let lines = open_lines(text, META_FILE, "corewal-meta")?;
         let mut meta = Meta {
             format_version: 0,
             num_cores: 0,
