@@ -150,7 +150,8 @@ typedef struct cw_options {
    */
   uint32_t struct_size;
   /**
-   * Lanes to create (> 0); 0 opens with the directory's count.
+   * Lanes to create (> 0); 0 opens with the directory's count; a larger
+   * count adds lanes (recovery merges old and new); a smaller one is refused.
    */
   uint32_t num_cores;
   /**
@@ -412,7 +413,7 @@ void cw_options_init(struct cw_options *opts, size_t size);
  * creating one needs `num_cores`).
  *
  * Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL `dir`/`manager_out`, bad
- * option, a `num_cores` different from the directory's); CW_ERR_LOCKED
+ * option, a `num_cores` smaller than the directory's); CW_ERR_LOCKED
  * (another manager has it open); CW_ERR_NOT_FOUND (missing and not to be
  * created); CW_ERR_CORRUPT (damage the recovery mode refuses; the message
  * names lane, segment file and offset); CW_ERR_IO.

@@ -113,7 +113,8 @@ pub struct cw_recovery {
 pub struct cw_options {
     /// Set by `cw_options_init`: the size of the caller's struct.
     pub struct_size: u32,
-    /// Lanes to create (> 0); 0 opens with the directory's count.
+    /// Lanes to create (> 0); 0 opens with the directory's count; a larger
+    /// count adds lanes (recovery merges old and new); a smaller one is refused.
     pub num_cores: u32,
     /// Segment file size; default 64 MiB. Fixed when the WAL is created.
     pub segment_bytes: u64,
@@ -618,7 +619,7 @@ pub extern "C" fn cw_options_init(opts: *mut cw_options, size: usize) {
 /// creating one needs `num_cores`).
 ///
 /// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL `dir`/`manager_out`, bad
-/// option, a `num_cores` different from the directory's); CW_ERR_LOCKED
+/// option, a `num_cores` smaller than the directory's); CW_ERR_LOCKED
 /// (another manager has it open); CW_ERR_NOT_FOUND (missing and not to be
 /// created); CW_ERR_CORRUPT (damage the recovery mode refuses; the message
 /// names lane, segment file and offset); CW_ERR_IO.

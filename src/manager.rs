@@ -110,12 +110,14 @@ impl<I: Io> Manager<I> {
                 )));
             }
             Some(meta) => {
-                return Err(Error::InvalidArgument(format!(
-                    "{} has {} lanes; growing it to {} is not supported by this version",
-                    dir.display(),
-                    meta.num_cores,
-                    options.num_cores
-                )));
+                // More lanes: recorded before any of their files exists, so a
+                // crash in between leaves lanes that are simply empty.
+                let grown = Meta {
+                    num_cores: options.num_cores,
+                    ..meta
+                };
+                grown.write(&io, &dir)?;
+                grown
             }
             None if !options.create_if_missing => {
                 return Err(Error::NotFound(format!("no WAL in {}", dir.display())));

@@ -26,7 +26,8 @@ pub const MAX_SEGMENT_BYTES: u64 = 1 << 40;
 /// Options of [`crate::Manager::open`] (`cw_options`).
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Lanes to create; 0 means "whatever the directory has".
+    /// Lanes to create; 0 means "whatever the directory has"; more than the
+    /// directory has adds lanes; fewer is refused.
     pub num_cores: u32,
     /// Segment file size; fixed when the WAL is created.
     pub segment_bytes: u64,

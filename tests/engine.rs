@@ -106,17 +106,42 @@ fn reopen_continues_sequence_position_clock_and_epoch() {
 }
 
 #[test]
-fn lane_count_can_not_shrink_or_change() {
+fn lanes_can_be_added_but_never_dropped() {
     let io = MemIo::new();
-    open(&io, 4).close().unwrap();
-    for lanes in [2, 5] {
-        let err = Manager::open_with(io.clone(), dir(), &options(lanes))
-            .err()
+    let m = open(&io, 2);
+    for core in 0..2 {
+        m.writer(core)
+            .unwrap()
+            .append_put(b"old", &[core as u8])
             .unwrap();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{lanes}: {err}");
-        assert!(err.to_string().contains("4 lanes"), "{err}");
     }
-    assert!(Manager::open_with(io.clone(), dir(), &options(4)).is_ok());
+    m.close().unwrap();
+    drop(m);
+    let err = Manager::open_with(io.clone(), dir(), &options(1))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("drop lanes"), "{err}");
+    let m = open(&io, 4);
+    assert_eq!(m.num_cores(), 4);
+    assert_eq!(m.writer(1).unwrap().sequence(), 1, "old lanes continue");
+    m.writer(3).unwrap().append_put(b"new", b"lane").unwrap();
+    m.close().unwrap();
+    drop(m);
+    let m = Manager::open_with(io.clone(), dir(), &corewal::Options::default()).unwrap();
+    assert_eq!(m.num_cores(), 4, "the new count is the directory's now");
+    m.close().unwrap();
+    let recs = read_all(&io, dir()).unwrap();
+    let lanes: Vec<u32> = recs
+        .iter()
+        .filter(|r| r.op.starts_with("put"))
+        .map(|r| r.core)
+        .collect();
+    assert_eq!(lanes.len(), 3);
+    assert!(
+        lanes.contains(&0) && lanes.contains(&1) && lanes.contains(&3),
+        "old and new lanes merge"
+    );
 }
 
 #[test]
