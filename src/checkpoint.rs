@@ -10,9 +10,9 @@
 
 use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::io::Io;
-use crate::meta::{open_lines, seal_lines};
+use crate::meta::{open_lines, read_sealed, seal_lines, write_sealed};
 
 /// Name of the manifest inside a WAL directory.
 pub const MANIFEST_FILE: &str = "corewal.manifest";
@@ -95,18 +95,12 @@ impl Manifest {
 
     /// The manifest of `dir`; `None` before the first checkpoint.
     pub fn read<I: Io>(io: &I, dir: &Path) -> Result<Option<Manifest>> {
-        let path = dir.join(MANIFEST_FILE);
-        match io.read_all(&path) {
-            Ok(bytes) => Manifest::decode(&bytes).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        }
+        read_sealed(io, dir, MANIFEST_FILE, Manifest::decode)
     }
 
     /// Replaces the manifest of `dir` atomically and durably.
     pub fn write<I: Io>(&self, io: &I, dir: &Path) -> Result<()> {
-        io.write_atomic(dir, MANIFEST_FILE, self.encode().as_bytes())
-            .context(|| format!("writing {}", dir.join(MANIFEST_FILE).display()))
+        write_sealed(io, dir, MANIFEST_FILE, &self.encode())
     }
 
     /// Where replay of lane `core` starts (0 for a lane added after it).

@@ -44,6 +44,27 @@ pub(crate) fn open_lines<'a>(
     Ok(lines)
 }
 
+/// Reads and decodes `dir/name`; `None` when it does not exist.
+pub(crate) fn read_sealed<I: Io, T>(
+    io: &I,
+    dir: &Path,
+    name: &str,
+    decode: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<Option<T>> {
+    let path = dir.join(name);
+    match io.read_all(&path) {
+        Ok(bytes) => decode(&bytes).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// Replaces `dir/name` with `text` atomically and durably.
+pub(crate) fn write_sealed<I: Io>(io: &I, dir: &Path, name: &str, text: &str) -> Result<()> {
+    io.write_atomic(dir, name, text.as_bytes())
+        .context(|| format!("writing {}", dir.join(name).display()))
+}
+
 /// What the metadata file records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -118,18 +139,12 @@ impl Meta {
 
     /// Reads the metadata of `dir`; `None` when there is none.
     pub fn read<I: Io>(io: &I, dir: &Path) -> Result<Option<Meta>> {
-        let path = dir.join(META_FILE);
-        match io.read_all(&path) {
-            Ok(bytes) => Meta::decode(&bytes).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        }
+        read_sealed(io, dir, META_FILE, Meta::decode)
     }
 
     /// Writes the metadata of `dir` atomically.
     pub fn write<I: Io>(&self, io: &I, dir: &Path) -> Result<()> {
-        io.write_atomic(dir, META_FILE, self.encode().as_bytes())
-            .context(|| format!("writing {}", dir.join(META_FILE).display()))
+        write_sealed(io, dir, META_FILE, &self.encode())
     }
 }
 
