@@ -687,6 +687,19 @@ impl UringQueue {
         self.notify();
     }
 
+    /// Submits and waits for at least one completion. A transient error
+    /// (interrupted, busy, timed out) just returns; any other breaks the ring.
+    fn wait_one(&mut self) {
+        if let Err(e) = self.ring.submit_and_wait(1)
+            && !matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ETIME)
+            )
+        {
+            self.break_down(e);
+        }
+    }
+
     /// Makes the event fd readable.
     fn notify(&self) {
         if let Some(event) = &self.attached {
@@ -779,14 +792,7 @@ impl SubmitQueue for UringQueue {
             if !wait || out.len() > before || self.live == 0 || self.in_ring == 0 {
                 break;
             }
-            if let Err(e) = self.ring.submit_and_wait(1)
-                && !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ETIME)
-                )
-            {
-                self.break_down(e);
-            }
+            self.wait_one();
         }
         self.release_dead_files();
     }
@@ -815,15 +821,8 @@ impl Drop for UringQueue {
                 // never block on a ring with nothing in it.
                 break;
             }
-            if let Err(e) = self.ring.submit_and_wait(1)
-                && !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ETIME)
-                )
-            {
-                // Leaks what the kernel may still hold.
-                self.break_down(e);
-            }
+            // A broken ring leaks what the kernel may still hold.
+            self.wait_one();
             self.harvest();
         }
     }
