@@ -181,39 +181,40 @@ pub struct SyncCompletion {
     pub result: std::result::Result<(), String>,
 }
 
-/// The next segment, being prepared on its own thread.
-struct Preparation<F> {
-    thread: JoinHandle<Result<F>>,
-    /// Tells the thread to stop zero-filling: the segment is needed now.
-    cancel: Arc<AtomicBool>,
+/// The next segment: found ready at open, or being prepared on its own
+/// thread.
+enum Preparation<F> {
+    Ready(F),
+    Running {
+        thread: JoinHandle<Result<F>>,
+        /// Tells the thread to stop zero-filling: the segment is needed now.
+        cancel: Arc<AtomicBool>,
+    },
 }
 
 impl<F> Preparation<F> {
-    fn ready(file: F) -> Preparation<F>
-    where
-        F: Send + 'static,
-    {
-        Preparation {
-            thread: std::thread::spawn(move || Ok(file)),
-            cancel: Arc::default(),
-        }
-    }
-
-    /// The prepared file if the preparation has finished well; otherwise
-    /// `None`, and an unfinished preparation is told to stop and handed back
-    /// to be joined later. Never waits for the thread.
+    /// The prepared file if it is ready; otherwise `None`, and an unfinished
+    /// preparation is told to stop and handed back to be joined later.
+    /// Never waits for the thread.
     fn take_if_ready(self) -> (Option<F>, Option<JoinHandle<Result<F>>>) {
-        if self.thread.is_finished() {
-            return (self.thread.join().ok().and_then(|r| r.ok()), None);
+        match self {
+            Preparation::Ready(file) => (Some(file), None),
+            Preparation::Running { thread, .. } if thread.is_finished() => {
+                (thread.join().ok().and_then(|r| r.ok()), None)
+            }
+            Preparation::Running { thread, cancel } => {
+                cancel.store(true, Ordering::Relaxed);
+                (None, Some(thread))
+            }
         }
-        self.cancel.store(true, Ordering::Relaxed);
-        (None, Some(self.thread))
     }
 
-    /// Stops the preparation and waits for its thread.
+    /// Stops a running preparation and waits for its thread.
     fn stop(self) {
-        self.cancel.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        if let Preparation::Running { thread, cancel } = self {
+            cancel.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
     }
 }
 
@@ -319,7 +320,7 @@ impl<I: Io> Lane<I> {
             lane.start_segment_header();
         }
         match prepared_next {
-            Some(file) => lane.prepared = Some(Preparation::ready(file)),
+            Some(file) => lane.prepared = Some(Preparation::Ready(file)),
             None => lane.prepare_next(),
         }
         Ok(lane)
@@ -349,7 +350,7 @@ impl<I: Io> Lane<I> {
             run_when_idle();
             prepare(&io, &dir, core, index, bytes, prealloc, &stop)
         });
-        self.prepared = Some(Preparation { thread, cancel });
+        self.prepared = Some(Preparation::Running { thread, cancel });
     }
 
     fn check_usable(&self) -> Result<()> {
