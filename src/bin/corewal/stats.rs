@@ -328,16 +328,7 @@ fn json_report(
     o.objects(
         "lanes",
         scans.iter().zip(counts).map(|(scan, count)| {
-            let mut l = JsonObject::default();
-            l.field("lane", scan.core_id);
-            l.field("segments", scan.kept.len());
-            l.field("first_segment", scan.kept.first().map(|k| k.index));
-            l.field("last_segment", scan.kept.last().map(|k| k.index));
-            l.field("segments_past_end", scan.beyond.len());
-            l.field("records", count.records);
-            l.field("bytes", wal::lane_bytes(scan));
-            l.field("start_position", scan.start_position);
-            l.field("end_position", scan.end_position);
+            let mut l = wal::lane_json(scan, count.records);
             l.field("first_epoch", count.first_epoch);
             l.field("last_epoch", count.last_epoch);
             l.field("first_sequence", count.first_sequence);

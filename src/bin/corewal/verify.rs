@@ -349,16 +349,7 @@ fn json_report(config: &Config, wal: &Wal, lanes: &[LaneReport<'_>], sound: bool
         "lanes",
         lanes.iter().map(|lane| {
             let scan = lane.scan;
-            let mut l = JsonObject::default();
-            l.field("lane", scan.core_id);
-            l.field("segments", scan.kept.len());
-            l.field("first_segment", scan.kept.first().map(|k| k.index));
-            l.field("last_segment", scan.kept.last().map(|k| k.index));
-            l.field("segments_past_end", scan.beyond.len());
-            l.field("records", lane.records);
-            l.field("bytes", wal::lane_bytes(scan));
-            l.field("start_position", scan.start_position);
-            l.field("end_position", scan.end_position);
+            let mut l = wal::lane_json(scan, lane.records);
             l.field("verdict", lane.verdict());
             l.field("sound", lane.sound());
             match lane.damage() {

@@ -11,6 +11,7 @@ use corewal::recovery::{LaneScan, RecoveryMode, Verdict, scan_lane};
 use corewal::segment::{list_segments, segment_path};
 use corewal::{Error, FileIo};
 
+use crate::json::JsonObject;
 use crate::progress::Bar;
 
 /// Exit status of a WAL that is damaged (or a record that cannot be read).
@@ -199,6 +200,22 @@ impl ReadProgress {
 }
 
 /// Bytes of a lane's valid prefix.
+/// The JSON fields every tool reports for a lane's scan (its records
+/// counted by the caller), in this order.
+pub fn lane_json(scan: &LaneScan, records: u64) -> JsonObject {
+    let mut l = JsonObject::default();
+    l.field("lane", scan.core_id);
+    l.field("segments", scan.kept.len());
+    l.field("first_segment", scan.kept.first().map(|k| k.index));
+    l.field("last_segment", scan.kept.last().map(|k| k.index));
+    l.field("segments_past_end", scan.beyond.len());
+    l.field("records", records);
+    l.field("bytes", lane_bytes(scan));
+    l.field("start_position", scan.start_position);
+    l.field("end_position", scan.end_position);
+    l
+}
+
 pub fn lane_bytes(scan: &LaneScan) -> u64 {
     scan.end_position.saturating_sub(scan.start_position)
 }
