@@ -254,8 +254,10 @@ pub(crate) struct Lane<I: Io> {
     next_sequence: u64,
     last_timestamp_ns: i64,
     last_epoch: Option<u64>,
-    records_since_sync: u64,
-    bytes_since_sync: u64,
+    /// Sequence and position when the last sync was submitted, for the
+    /// group commit triggers.
+    sequence_at_submit: u64,
+    position_at_submit: u64,
     last_sync: Instant,
     next_token: u64,
     poisoned: Option<String>,
@@ -309,8 +311,8 @@ impl<I: Io> Lane<I> {
             next_sequence: resume.next_sequence,
             last_timestamp_ns: resume.last_timestamp_ns,
             last_epoch: resume.last_epoch,
-            records_since_sync: 0,
-            bytes_since_sync: 0,
+            sequence_at_submit: resume.next_sequence,
+            position_at_submit: resume.position,
             last_sync: Instant::now(),
             next_token: 1,
             poisoned: None,
@@ -483,8 +485,6 @@ impl<I: Io> Lane<I> {
         self.next_sequence += 1;
         self.last_timestamp_ns = timestamp;
         self.last_epoch = Some(epoch);
-        self.records_since_sync += 1;
-        self.bytes_since_sync += frame as u64;
         Ok(position)
     }
 
@@ -708,8 +708,8 @@ impl<I: Io> Lane<I> {
             report,
         });
         self.queue.sync(&self.segment.file, token);
-        self.records_since_sync = 0;
-        self.bytes_since_sync = 0;
+        self.sequence_at_submit = self.next_sequence;
+        self.position_at_submit = self.position;
         self.last_sync = Instant::now();
         // A failure found here (a blocking queue syncs at once) belongs to
         // this token's completion; the writer is poisoned for later calls.
@@ -782,8 +782,10 @@ impl<I: Io> Lane<I> {
 
     fn sync_if_due(&mut self) -> Result<()> {
         let c = &self.config;
-        let due = (c.sync_every_records > 0 && self.records_since_sync >= c.sync_every_records)
-            || (c.sync_every_bytes > 0 && self.bytes_since_sync >= c.sync_every_bytes)
+        let records = self.next_sequence - self.sequence_at_submit;
+        let bytes = self.position - self.position_at_submit;
+        let due = (c.sync_every_records > 0 && records >= c.sync_every_records)
+            || (c.sync_every_bytes > 0 && bytes >= c.sync_every_bytes)
             || c.sync_interval
                 .is_some_and(|every| self.last_sync.elapsed() >= every);
         if due {
