@@ -80,6 +80,11 @@ pub trait SubmitQueue: Send + 'static {
     fn write(&mut self, file: &Arc<Self::File>, buf: Vec<u8>, offset: u64);
     /// Queues an fdatasync of `file` that covers every write queued before it.
     fn sync(&mut self, file: &Arc<Self::File>, token: u64);
+    /// Like [`sync`](Self::sync), for a caller that waits for this sync
+    /// right away: a queue may then do the fdatasync on the calling thread.
+    fn sync_now(&mut self, file: &Arc<Self::File>, token: u64) {
+        self.sync(file, token);
+    }
     /// Moves finished operations into `out`. With `wait`, blocks until at
     /// least one operation finishes unless none is in flight.
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>);
@@ -379,6 +384,10 @@ impl SubmitQueue for FileQueue {
 
     fn sync(&mut self, file: &Arc<File>, token: u64) {
         self.active().sync(file, token)
+    }
+
+    fn sync_now(&mut self, file: &Arc<File>, token: u64) {
+        self.active().sync_now(file, token)
     }
 
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {

@@ -694,8 +694,9 @@ impl<I: Io> Lane<I> {
     /// Starts making everything appended so far durable and returns its
     /// token at once. `report`: whether the completion is handed out by
     /// poll/wait (syncs submitted by group commit only move the synced
-    /// position).
-    fn submit_sync(&mut self, report: bool) -> Result<u64> {
+    /// position). `now`: the caller waits for it at once, so the queue may
+    /// do it on this thread.
+    fn submit_sync(&mut self, report: bool, now: bool) -> Result<u64> {
         self.check_usable()?;
         self.flush()?;
         let token = self.next_token;
@@ -707,7 +708,11 @@ impl<I: Io> Lane<I> {
             retiring: std::mem::take(&mut self.retiring),
             report,
         });
-        self.queue.sync(&self.segment.file, token);
+        if now {
+            self.queue.sync_now(&self.segment.file, token);
+        } else {
+            self.queue.sync(&self.segment.file, token);
+        }
         self.sequence_at_submit = self.next_sequence;
         self.position_at_submit = self.position;
         self.last_sync = Instant::now();
@@ -719,7 +724,7 @@ impl<I: Io> Lane<I> {
 
     /// `cw_writer_sync_submit`.
     pub(crate) fn sync_submit(&mut self) -> Result<u64> {
-        self.submit_sync(true)
+        self.submit_sync(true, false)
     }
 
     /// Hands out up to `max` finished syncs, oldest first, without blocking.
@@ -773,7 +778,7 @@ impl<I: Io> Lane<I> {
         {
             return Ok(());
         }
-        let token = self.submit_sync(true)?;
+        let token = self.submit_sync(true, true)?;
         match self.wait(token)?.result {
             Ok(()) => Ok(()),
             Err(why) => Err(Error::Poisoned(why)),
@@ -789,7 +794,7 @@ impl<I: Io> Lane<I> {
             || c.sync_interval
                 .is_some_and(|every| self.last_sync.elapsed() >= every);
         if due {
-            self.submit_sync(false).map(drop)
+            self.submit_sync(false, false).map(drop)
         } else {
             Ok(())
         }
