@@ -366,7 +366,9 @@ impl std::fmt::Debug for OffsetsView<'_> {
 /// validated: a checksum proves the bytes are the ones written, not that
 /// whoever wrote them was this library.
 pub fn decode(payload: &[u8]) -> Option<RecordView<'_>> {
-    let archived = rkyv::access::<ArchivedRecordRef<'_>, Failure>(payload).ok()?;
+    // The low-level validator: records hold no shared pointers, so the
+    // high-level one's shared-pointer table would be pure overhead.
+    let archived = rkyv::api::low::access::<ArchivedRecordRef<'_>, Failure>(payload).ok()?;
     let op = match &archived.op {
         ArchivedOpRef::Put { key, value } => OpView::Put {
             key: key.get(),
