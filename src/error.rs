@@ -47,6 +47,43 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The same error again, for a caller that reports it more than once
+    /// (an `io::Error` keeps its kind, errno and message, not its source).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Io { context, source } => Error::Io {
+                context: context.clone(),
+                source: match source.raw_os_error() {
+                    Some(errno) => io::Error::from_raw_os_error(errno),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::Corrupt {
+                lane,
+                segment,
+                offset,
+                reason,
+            } => Error::Corrupt {
+                lane: *lane,
+                segment: segment.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            Error::CorruptMeta(m) => Error::CorruptMeta(m.clone()),
+            Error::Locked(p) => Error::Locked(p.clone()),
+            Error::Poisoned(m) => Error::Poisoned(m.clone()),
+            Error::Busy(m) => Error::Busy(m.clone()),
+            Error::TooLarge { size, limit } => Error::TooLarge {
+                size: *size,
+                limit: *limit,
+            },
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::Closed(what) => Error::Closed(what),
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Io {

@@ -25,6 +25,9 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
 
 use crate::checkpoint::Manifest;
 use crate::error::{Error, IoContext, Result};
@@ -591,14 +594,13 @@ struct LaneCursor<I: Io> {
     core_id: u32,
     segments: Vec<KeptSegment>,
     next_segment: usize,
-    map: Option<I::Map>,
+    map: Option<Arc<I::Map>>,
     base_position: u64,
     end: usize,
     /// Offset of the head frame in `map`.
     off: usize,
     head_len: usize,
     head: Option<Head>,
-    behind: Behind,
     expected_sequence: Option<u64>,
     /// Replay starts here (a checkpoint's lane start; 0 otherwise).
     start: u64,
@@ -703,19 +705,175 @@ impl<I: Io> LaneCursor<I> {
             }
             let map = map_segment(io, dir, self.core_id, segment.index)?;
             self.end = (segment.end_offset as usize).min(map.len());
-            self.map = Some(map);
+            self.map = Some(Arc::new(map));
             self.base_position = segment.base_position;
             self.off =
                 SEGMENT_HEADER_LEN + self.start.saturating_sub(segment.base_position) as usize;
-            self.behind = Behind::default();
         }
     }
 
-    /// The head record `settle` found; `None` only if the mapped bytes no
-    /// longer decode.
+    /// Settles heads into `batch` until it holds [`BATCH`] records or the
+    /// lane ends (then `batch.end` says how).
+    fn fill(&mut self, io: &I, dir: &Path, max_epoch: u64, batch: &mut Batch<I::Map>) {
+        while batch.items.len() < BATCH {
+            match self.settle(io, dir, max_epoch) {
+                Ok(Some(key)) => {
+                    let (Some(map), Some(head)) = (&self.map, self.head) else {
+                        unreachable!("a settled head has its mapping");
+                    };
+                    if !batch.maps.last().is_some_and(|m| Arc::ptr_eq(m, map)) {
+                        batch.maps.push(Arc::clone(map));
+                    }
+                    batch.items.push(Item {
+                        key,
+                        head,
+                        map: batch.maps.len() - 1,
+                        segment: self.segment_index(),
+                        offset: self.off,
+                    });
+                    self.off += self.head_len;
+                }
+                Ok(None) => {
+                    batch.end = Some(Ok(()));
+                    return;
+                }
+                Err(e) => {
+                    batch.end = Some(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Records a lane yields at a time, decoded and validated ahead of the
+/// merge.
+const BATCH: usize = 1024;
+
+/// Batches a decoding thread may have ready before it waits for the merge.
+const BATCHES_AHEAD: usize = 2;
+
+/// Up to this many lanes are decoded on threads of their own; more are
+/// decoded by the merging thread as it goes.
+const MAX_DECODING_THREADS: usize = 16;
+
+/// One settled record, as offsets into one of its batch's mappings.
+#[derive(Clone, Copy)]
+struct Item {
+    key: OrderKey,
+    head: Head,
+    map: usize,
+    /// Segment index and file offset of the frame, for error messages.
+    segment: u64,
+    offset: usize,
+}
+
+/// A run of a lane's records in order, with the mappings they point into.
+struct Batch<M> {
+    maps: Vec<Arc<M>>,
+    items: Vec<Item>,
+    /// Set in a lane's last batch: it ended (`Ok`) or failed.
+    end: Option<Result<()>>,
+}
+
+impl<M> Batch<M> {
+    fn new() -> Batch<M> {
+        Batch {
+            maps: Vec::new(),
+            items: Vec::with_capacity(BATCH),
+            end: None,
+        }
+    }
+}
+
+/// Where a lane's batches come from.
+enum Source<I: Io> {
+    /// Decoded by the merging thread when it needs the next batch.
+    Inline(Box<LaneCursor<I>>),
+    /// Decoded ahead on a thread of its own.
+    Thread {
+        batches: Receiver<Batch<I::Map>>,
+        thread: Option<JoinHandle<()>>,
+    },
+}
+
+/// The merge's view of one lane: the batch being read and where more come
+/// from.
+struct Feed<I: Io> {
+    core_id: u32,
+    batch: Batch<I::Map>,
+    /// Index in `batch.items` of the lane's head record.
+    next: usize,
+    source: Source<I>,
+    /// Pages behind the head are released from the mapping being read.
+    behind: Behind,
+    behind_map: Option<Arc<I::Map>>,
+}
+
+impl<I: Io> Feed<I> {
+    /// Moves to the lane's next record (the first on the first call) and
+    /// returns its key; `None` at the end of the lane.
+    fn advance(
+        &mut self,
+        io: &I,
+        dir: &Path,
+        max_epoch: u64,
+        first: bool,
+    ) -> Result<Option<OrderKey>> {
+        if !first {
+            self.next += 1;
+        }
+        loop {
+            if let Some(item) = self.batch.items.get(self.next) {
+                let map = &self.batch.maps[item.map];
+                if !self
+                    .behind_map
+                    .as_ref()
+                    .is_some_and(|m| Arc::ptr_eq(m, map))
+                {
+                    self.behind = Behind::default();
+                    self.behind_map = Some(Arc::clone(map));
+                }
+                let start = match item.head.op {
+                    HeadOp::Put { key, .. } | HeadOp::Delete { key } => key.0,
+                    HeadOp::Commit { payload } => payload.0,
+                    HeadOp::Checkpoint { .. } | HeadOp::EpochBarrier => 0,
+                };
+                self.behind.advance(&**map, start);
+                return Ok(Some(item.key));
+            }
+            if let Some(end) = self.batch.end.take() {
+                self.batch.items.clear();
+                self.batch.maps.clear();
+                self.behind_map = None;
+                // Later calls see an ended lane: the error is reported once.
+                self.batch.end = Some(Ok(()));
+                return end.map(|()| None);
+            }
+            self.next = 0;
+            self.batch = match &mut self.source {
+                Source::Inline(cursor) => {
+                    let mut batch = Batch::new();
+                    cursor.fill(io, dir, max_epoch, &mut batch);
+                    batch
+                }
+                Source::Thread { batches, .. } => batches.recv().unwrap_or_else(|_| Batch {
+                    maps: Vec::new(),
+                    items: Vec::new(),
+                    end: Some(Err(Error::io(
+                        format!("decoding lane {}", self.core_id),
+                        std::io::Error::other("the decoding thread stopped"),
+                    ))),
+                }),
+            };
+        }
+    }
+
+    /// The head record; `None` only if the mapped bytes no longer decode.
     fn head(&self) -> Option<Entry<'_>> {
-        let map: &[u8] = self.map.as_ref()?;
-        let head = self.head?;
+        let item = self.batch.items.get(self.next)?;
+        let map: &[u8] = &self.batch.maps[item.map];
+        let head = item.head;
         let at = |(start, len): Span| map.get(start..start + len);
         let op = match head.op {
             HeadOp::Put { key, value } => OpView::Put {
@@ -737,12 +895,64 @@ impl<I: Io> LaneCursor<I> {
         })
     }
 
-    fn step(&mut self) {
-        self.off += self.head_len;
-        if let Some(map) = &self.map {
-            self.behind.advance(map, self.off);
+    /// An error about the head record.
+    fn corrupt(&self, dir: &Path, reason: String) -> Error {
+        let (segment, offset) = self
+            .batch
+            .items
+            .get(self.next)
+            .map_or((0, 0), |item| (item.segment, item.offset as u64));
+        Error::Corrupt {
+            lane: self.core_id,
+            segment: segment_path(dir, self.core_id, segment),
+            offset,
+            reason,
         }
     }
+}
+
+impl<I: Io> Drop for Feed<I> {
+    fn drop(&mut self) {
+        if let Source::Thread { batches, thread } = &mut self.source {
+            // Hanging up makes the thread's next send fail, and it stops.
+            drop(std::mem::replace(
+                batches,
+                std::sync::mpsc::sync_channel(0).1,
+            ));
+            if let Some(thread) = thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// Starts a thread that decodes `cursor`'s lane into batches, at most
+/// [`BATCHES_AHEAD`] ahead of the merge. It stops at the lane's end, at an
+/// error (sent as the last batch), or when the merge hangs up.
+fn decode_ahead<I: Io>(
+    mut cursor: LaneCursor<I>,
+    io: I,
+    dir: PathBuf,
+    max_epoch: u64,
+) -> Result<Source<I>> {
+    let (send, batches) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
+    let thread = std::thread::Builder::new()
+        .name(format!("corewal-read-{}", cursor.core_id))
+        .spawn(move || {
+            loop {
+                let mut batch = Batch::new();
+                cursor.fill(&io, &dir, max_epoch, &mut batch);
+                let last = batch.end.is_some();
+                if send.send(batch).is_err() || last {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting a lane decoding thread", e))?;
+    Ok(Source::Thread {
+        batches,
+        thread: Some(thread),
+    })
 }
 
 /// A streaming k-way merge over lanes, yielding records in
@@ -752,12 +962,14 @@ pub struct Recovery<I: Io> {
     io: I,
     dir: PathBuf,
     max_epoch: u64,
-    lanes: Vec<LaneCursor<I>>,
+    lanes: Vec<Feed<I>>,
     /// Lanes by their head's order key. After the first call the top is the
     /// lane whose head was yielded last: it moves on at the next call, so the
     /// yielded entry stays valid until then.
     heap: BinaryHeap<Reverse<(OrderKey, usize)>>,
     started: bool,
+    /// The error that stopped the iterator: every later call reports it.
+    failed: Option<Error>,
     scans: Vec<LaneScan>,
     checkpoint: Option<Manifest>,
 }
@@ -765,6 +977,11 @@ pub struct Recovery<I: Io> {
 impl<I: Io> Recovery<I> {
     /// Opens an iterator over `scans` (from [`scan_dir`]), reading each
     /// lane's valid prefix. Fails if a scan is refused by `opts.mode`.
+    ///
+    /// Lanes are decoded and validated ahead of the merge, each on a thread
+    /// of its own (up to [`MAX_DECODING_THREADS`] lanes; with more, by the
+    /// calling thread), a few batches of records ahead: the merge then only
+    /// orders records, and memory stays bounded by the number of lanes.
     pub fn new(
         io: I,
         dir: &Path,
@@ -785,6 +1002,8 @@ impl<I: Io> Recovery<I> {
         for scan in scans.iter().filter(|s| wanted(s.core_id)) {
             scan.check(dir, opts.mode)?;
         }
+        let read: Vec<&LaneScan> = scans.iter().filter(|s| wanted(s.core_id)).collect();
+        let threaded = read.len() <= MAX_DECODING_THREADS;
         let mut recovery = Recovery {
             io,
             dir: dir.to_owned(),
@@ -792,14 +1011,12 @@ impl<I: Io> Recovery<I> {
             lanes: Vec::new(),
             heap: BinaryHeap::new(),
             started: false,
+            failed: None,
             scans: Vec::new(),
             checkpoint: None,
         };
-        for scan in &scans {
-            if !wanted(scan.core_id) {
-                continue;
-            }
-            let mut cursor = LaneCursor {
+        for scan in read {
+            let cursor = LaneCursor {
                 core_id: scan.core_id,
                 segments: scan.kept.clone(),
                 next_segment: 0,
@@ -809,17 +1026,39 @@ impl<I: Io> Recovery<I> {
                 off: 0,
                 head_len: 0,
                 head: None,
-                behind: Behind::default(),
                 expected_sequence: None,
                 start: checkpoint
                     .as_ref()
                     .map_or(0, |c| c.lane_start(scan.core_id)),
                 covered_epoch: checkpoint.as_ref().map(|c| c.epoch),
             };
-            if let Some(key) = cursor.settle(&recovery.io, &recovery.dir, opts.max_epoch)? {
-                recovery.heap.push(Reverse((key, recovery.lanes.len())));
+            let source = if threaded {
+                decode_ahead(
+                    cursor,
+                    recovery.io.clone(),
+                    recovery.dir.clone(),
+                    opts.max_epoch,
+                )?
+            } else {
+                Source::Inline(Box::new(cursor))
+            };
+            recovery.lanes.push(Feed {
+                core_id: scan.core_id,
+                batch: Batch {
+                    maps: Vec::new(),
+                    items: Vec::new(),
+                    end: None,
+                },
+                next: 0,
+                source,
+                behind: Behind::default(),
+                behind_map: None,
+            });
+        }
+        for (lane, feed) in recovery.lanes.iter_mut().enumerate() {
+            if let Some(key) = feed.advance(&recovery.io, &recovery.dir, opts.max_epoch, true)? {
+                recovery.heap.push(Reverse((key, lane)));
             }
-            recovery.lanes.push(cursor);
         }
         recovery.scans = scans;
         recovery.checkpoint = checkpoint;
@@ -851,18 +1090,25 @@ impl<I: Io> Recovery<I> {
     /// The next record in global order, or `None` when every lane is done.
     /// The entry borrows mapped bytes and lives until the next call.
     #[allow(clippy::should_implement_trait)]
+    /// After an error, every later call fails with the same error.
     pub fn next(&mut self) -> Result<Option<Entry<'_>>> {
+        if let Some(failed) = &self.failed {
+            return Err(failed.duplicate());
+        }
         if self.started
             && let Some(mut top) = self.heap.peek_mut()
         {
             let lane = top.0.1;
-            let cursor = &mut self.lanes[lane];
-            cursor.step();
-            match cursor.settle(&self.io, &self.dir, self.max_epoch)? {
+            match self.lanes[lane].advance(&self.io, &self.dir, self.max_epoch, false) {
                 // Replacing the top sifts it down once instead of a pop and a push.
-                Some(key) => top.0 = (key, lane),
-                None => {
+                Ok(Some(key)) => top.0 = (key, lane),
+                Ok(None) => {
                     std::collections::binary_heap::PeekMut::pop(top);
+                }
+                Err(e) => {
+                    drop(top);
+                    self.failed = Some(e.duplicate());
+                    return Err(e);
                 }
             }
         }
@@ -870,11 +1116,12 @@ impl<I: Io> Recovery<I> {
         let Some(&Reverse((_, lane))) = self.heap.peek() else {
             return Ok(None);
         };
-        let cursor = &self.lanes[lane];
-        match cursor.head() {
-            Some(entry) => Ok(Some(entry)),
-            None => Err(cursor.corrupt(&self.dir, "record changed while reading".into())),
+        if self.lanes[lane].head().is_none() {
+            let e = self.lanes[lane].corrupt(&self.dir, "record changed while reading".into());
+            self.failed = Some(e.duplicate());
+            return Err(e);
         }
+        Ok(self.lanes[lane].head())
     }
 
     /// What the scan found for each lane, in lane order.
