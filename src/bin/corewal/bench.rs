@@ -594,6 +594,31 @@ impl<'a> Bench<'a> {
             .want_rate(W5_MERGED_MIN_RATE, "")
             .want_peak_rss(W5_MAX_PEAK_RSS_MB)
             .variant(None, "read");
+
+        // Last, as it adds a checkpoint and records to W1's log.
+        let tail = (one.records / 10).max(1);
+        self.say(format!(
+            "W5: checkpointing W1's log, appending {}, replaying it whole and from the checkpoint",
+            thousands(tail)
+        ));
+        let c = engine::checkpoint_replay(&one.corewal_dir, self.backend, tail)?;
+        expect_records(
+            "W5 checkpoint",
+            "from the checkpoint",
+            c.from_checkpoint.0,
+            tail,
+        )?;
+        self.notes.push(format!(
+            "W5 checkpoint: W1's log checkpointed, then {} more records: full replay {} records in {:.1} ms, \
+             from the checkpoint {} records in {:.1} ms ({} of {} segments never opened).",
+            thousands(tail),
+            thousands(c.full.0),
+            c.full.1 * 1e3,
+            thousands(c.from_checkpoint.0),
+            c.from_checkpoint.1 * 1e3,
+            c.skipped,
+            c.segments
+        ));
         Ok(vec![single, merged])
     }
 

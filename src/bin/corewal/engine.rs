@@ -77,3 +77,56 @@ pub fn read_all(dir: &Path, probe: &Probe) -> corewal::Result<ReadBack> {
         rss: probe.finish(),
     })
 }
+
+/// Recovery from a checkpoint against a full replay of the same log.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointReplay {
+    /// PUT records yielded and seconds taken by a full replay.
+    pub full: (u64, f64),
+    /// The same from the checkpoint.
+    pub from_checkpoint: (u64, f64),
+    /// Segments the full replay read, and those the checkpoint left out.
+    pub segments: usize,
+    pub skipped: usize,
+}
+
+/// Checkpoints the one-lane WAL in `dir` as it stands (the one-call
+/// protocol), appends `tail` records after it, then times a full replay
+/// and a recovery from the checkpoint.
+pub fn checkpoint_replay(
+    dir: &Path,
+    backend: Backend,
+    tail: u64,
+) -> corewal::Result<CheckpointReplay> {
+    let manager = open(dir, 1, backend)?;
+    manager.checkpoint(1, b"bench")?;
+    let writer = manager.writer(0)?;
+    for index in 0..tail {
+        writer.append_put(&data::key(1, index), &data::VALUE)?;
+    }
+    manager.close()?;
+    let replay = |from_checkpoint: bool| -> corewal::Result<(u64, f64, usize)> {
+        let options = RecoveryOptions {
+            from_checkpoint,
+            ..RecoveryOptions::default()
+        };
+        let start = std::time::Instant::now();
+        let mut recovery = Recovery::open(FileIo::default(), dir, &options)?;
+        // PUTs only: the checkpoint adds its epoch barriers to the log.
+        let mut records = 0u64;
+        while let Some(entry) = recovery.next()? {
+            records += u64::from(matches!(entry.op, OpView::Put { .. }));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let segments = recovery.scans().iter().map(|s| s.kept.len()).sum();
+        Ok((records, secs, segments))
+    };
+    let (records, secs, segments) = replay(false)?;
+    let (cp_records, cp_secs, cp_segments) = replay(true)?;
+    Ok(CheckpointReplay {
+        full: (records, secs),
+        from_checkpoint: (cp_records, cp_secs),
+        segments,
+        skipped: segments - cp_segments,
+    })
+}
