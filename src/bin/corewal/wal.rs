@@ -225,6 +225,7 @@ pub fn mode_name(mode: RecoveryMode) -> &'static str {
         RecoveryMode::TolerateTornTail => "tolerate",
         RecoveryMode::Absolute => "absolute",
         RecoveryMode::PointInTime => "point-in-time",
+        RecoveryMode::SkipCorrupt => "skip-corrupt",
     }
 }
 
