@@ -206,11 +206,13 @@ pub struct Run {
 }
 
 impl Run {
-    fn start_position(&self) -> u64 {
+    /// Lane position of the run's first frame.
+    pub fn start_position(&self) -> u64 {
         self.base_position + (self.start_offset - SEGMENT_HEADER_LEN as u64)
     }
 
-    fn end_position(&self) -> u64 {
+    /// Lane position just past the run's last frame.
+    pub fn end_position(&self) -> u64 {
         self.base_position + (self.end_offset - SEGMENT_HEADER_LEN as u64)
     }
 }
