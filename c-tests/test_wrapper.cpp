@@ -3,7 +3,7 @@
 // then recover with Recovery and check the global order and every field.
 // Also: Status/Result carry the failing call's code and message; Manager and
 // Recovery are move-only owners; a closed manager's writer reports
-// CW_ERR_INVALID_ARGUMENT; RecoveryOptions lanes/max_epoch.
+// CW_ERR_INVALID_ARGUMENT; RecoveryOptions lanes/max_epoch; Recovery stats.
 #include "harness.h"
 
 #include <atomic>
@@ -218,6 +218,30 @@ int main() {
   CHECK_MSG(st.done(), "recovery ended with %s", st.to_string().c_str());
   CHECK_EQ(count, 4 * kPerLane);
   CHECK(recovery->next(e).done());
+
+  // Statistics: per lane, in lane order; a clean WAL has no damage.
+  {
+    auto stats = recovery->stats();
+    CHECK_MSG(stats.ok(), "%s", stats.status().to_string().c_str());
+    CHECK_EQ(stats->size(), 2);
+    for (uint32_t lane = 0; lane < 2; ++lane) {
+      const cw_lane_stats &s = (*stats)[lane];
+      CHECK_EQ(s.core_id, lane);
+      CHECK_EQ(s.records, 2 * kPerLane);
+      CHECK_EQ(s.has_records, 1);
+      CHECK_EQ(s.first_epoch, epoch);
+      CHECK_EQ(s.torn_tail, 0);
+      CHECK_EQ(s.damaged_ranges, 0);
+      auto ranges = recovery->damaged_ranges(lane);
+      CHECK(ranges.ok() && ranges->empty());
+    }
+    CHECK(recovery->damaged_ranges(5).status().is(CW_ERR_NOT_FOUND));
+    auto skipping = corewal::Recovery::open(
+        dir, corewal::RecoveryOptions().mode(corewal::RecoveryMode::SkipCorrupt));
+    CHECK(skipping.ok());
+    auto skipped = skipping->stats();
+    CHECK(skipped.ok() && skipped->size() == 2 && (*skipped)[1].records == 2 * kPerLane);
+  }
 
   // Options: only lane 1; nothing past epoch 0.
   {

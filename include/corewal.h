@@ -111,6 +111,19 @@ enum cw_recovery_mode
    * Stop each lane at its first damage, whatever follows it.
    */
   CW_RECOVER_POINT_IN_TIME = 2,
+  /**
+   * Read every frame that validates and skip the damaged ranges between
+   * them (listed by `cw_recovery_stats` and `cw_recovery_damaged_range`);
+   * damage after a lane's last valid frame is its torn tail. Sequences
+   * must still increase (a decrease is CW_ERR_CORRUPT). A segment whose
+   * header is damaged, unused, names another lane or segment, or starts
+   * before data already read is skipped whole: its frames' positions
+   * cannot be trusted. At `cw_manager_open`, each lane resumes after its
+   * last valid frame: what follows it is cut, and damaged ranges before
+   * it stay on disk (so CW_RECOVER_TOLERATE_TORN_TAIL still refuses
+   * them; this mode reads past them again).
+   */
+  CW_RECOVER_SKIP_CORRUPT = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -304,6 +317,80 @@ typedef struct cw_entry {
    */
   size_t offsets_len;
 } cw_entry;
+
+/**
+ * What a recovery iterator reads from one lane, reported by
+ * `cw_recovery_stats`. Computed when the iterator opens (from the scan
+ * that finds where each lane ends), so it is known before the first
+ * record and does not change while reading.
+ */
+typedef struct cw_lane_stats {
+  uint32_t core_id;
+  /**
+   * Segment files holding the range read.
+   */
+  uint64_t segments;
+  /**
+   * Records in the range read: from the lane's checkpoint position when
+   * the iterator starts from a checkpoint (`from_checkpoint`), else from
+   * its first record, up to where the mode stops reading the lane.
+   * `max_epoch` is not applied.
+   */
+  uint64_t records;
+  /**
+   * Their frame bytes (damaged ranges not included).
+   */
+  uint64_t bytes;
+  /**
+   * Epochs of the first and last of those records; 0 when `has_records`
+   * is 0.
+   */
+  uint64_t first_epoch;
+  uint64_t last_epoch;
+  /**
+   * 1 when `records` > 0.
+   */
+  uint32_t has_records;
+  /**
+   * 1 when the lane's data ends in damage that is cut off rather than at
+   * a clean end: a torn tail (under CW_RECOVER_POINT_IN_TIME, the first
+   * damage; under CW_RECOVER_SKIP_CORRUPT, damage after the last valid
+   * frame). The three fields below say where it starts; 0 otherwise.
+   */
+  uint32_t torn_tail;
+  /**
+   * Lane position where the tail starts.
+   */
+  uint64_t torn_tail_position;
+  /**
+   * Segment index and file offset where the tail starts (the segment
+   * file is `wal-CCCCC-SSSSSSSSSS.log` for lane C, segment S).
+   */
+  uint64_t torn_tail_segment;
+  uint64_t torn_tail_offset;
+  /**
+   * Ranges skipped between valid frames (CW_RECOVER_SKIP_CORRUPT only;
+   * read each with `cw_recovery_damaged_range`), and their total length.
+   */
+  uint64_t damaged_ranges;
+  uint64_t damaged_bytes;
+} cw_lane_stats;
+
+/**
+ * A range of a segment file that CW_RECOVER_SKIP_CORRUPT skipped, read
+ * with `cw_recovery_damaged_range`: `length` bytes of segment
+ * `segment_index` from file `offset`. Between two valid frames of a
+ * segment it runs from the end of the first to the start of the second;
+ * at a segment's end, over the damaged bytes or the lane bytes the next
+ * segment's base position says are missing; a segment that is skipped
+ * whole is offset 0 and the file's length; missing segment files are one
+ * range with the first missing index, offset 0 and length 0.
+ */
+typedef struct cw_damaged_range {
+  uint64_t segment_index;
+  uint64_t offset;
+  uint64_t length;
+} cw_damaged_range;
 
 /**
  * Success.
@@ -805,6 +892,38 @@ cw_status cw_recovery_checkpoint(const struct cw_recovery *recovery,
                                  uint64_t *epoch_out,
                                  const uint8_t **meta_out,
                                  size_t *meta_len_out);
+
+/**
+ * Per-lane statistics of what the iterator reads: one `cw_lane_stats` per
+ * lane it reads (every lane, or those of `opts->lanes`), in lane order.
+ * Writes the first `cap` of them to `stats_out` and the number of lanes it
+ * reads to `*count_out`, which may be larger than `cap`: call with `cap` 0
+ * (and `stats_out` NULL) to size the array. (Unlike `cw_writer_poll`,
+ * nothing waits for a later call: the statistics are fixed at open.)
+ *
+ * Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL iterator or `count_out`,
+ * NULL `stats_out` with a non-zero `cap`, closed iterator); CW_ERR_BUSY.
+ * Thread safety: one thread at a time per iterator.
+ */
+cw_status cw_recovery_stats(const struct cw_recovery *recovery,
+                            struct cw_lane_stats *stats_out,
+                            size_t cap,
+                            size_t *count_out);
+
+/**
+ * Reads damaged range `index` (below that lane's
+ * `cw_lane_stats.damaged_ranges`) of lane `core_id` into `*range_out`.
+ * Ranges come in lane order; only CW_RECOVER_SKIP_CORRUPT has any.
+ *
+ * Returns CW_OK; CW_ERR_NOT_FOUND (`index` out of range, or the iterator
+ * does not read lane `core_id`); CW_ERR_INVALID_ARGUMENT (NULL argument,
+ * closed iterator); CW_ERR_BUSY. Thread safety: one thread at a time per
+ * iterator.
+ */
+cw_status cw_recovery_damaged_range(const struct cw_recovery *recovery,
+                                    uint32_t core_id,
+                                    size_t index,
+                                    struct cw_damaged_range *range_out);
 
 /**
  * Closes the iterator and releases its mappings; entries it yielded become

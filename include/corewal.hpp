@@ -183,6 +183,7 @@ enum class RecoveryMode : int32_t {
   TolerateTornTail = CW_RECOVER_TOLERATE_TORN_TAIL,
   Absolute = CW_RECOVER_ABSOLUTE,
   PointInTime = CW_RECOVER_POINT_IN_TIME,
+  SkipCorrupt = CW_RECOVER_SKIP_CORRUPT,
 };
 
 enum class Op : int32_t {
@@ -451,6 +452,37 @@ class Recovery {
     out.name = std::string_view(o.name, o.name_len);
     out.offset = o.offset;
     return out;
+  }
+
+  // What the iterator reads from each lane it reads, in lane order
+  // (cw_recovery_stats): known from open, before the first record.
+  [[nodiscard]] Result<std::vector<cw_lane_stats>> stats() const {
+    std::size_t count = 0;
+    cw_status s = cw_recovery_stats(handle_.get(), nullptr, 0, &count);
+    if (s != CW_OK) return Status::from(s);
+    std::vector<cw_lane_stats> out(count);
+    s = cw_recovery_stats(handle_.get(), out.data(), out.size(), &count);
+    if (s != CW_OK) return Status::from(s);
+    return out;
+  }
+
+  // The ranges RecoveryMode::SkipCorrupt skipped in lane `core_id`, in lane
+  // order (cw_recovery_damaged_range); CW_ERR_NOT_FOUND for a lane the
+  // iterator does not read.
+  [[nodiscard]] Result<std::vector<cw_damaged_range>> damaged_ranges(uint32_t core_id) const {
+    Result<std::vector<cw_lane_stats>> lanes = stats();
+    if (!lanes) return lanes.status();
+    for (const cw_lane_stats &lane : *lanes) {
+      if (lane.core_id != core_id) continue;
+      std::vector<cw_damaged_range> out(static_cast<std::size_t>(lane.damaged_ranges));
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        cw_status s = cw_recovery_damaged_range(handle_.get(), core_id, i, &out[i]);
+        if (s != CW_OK) return Status::from(s);
+      }
+      return out;
+    }
+    cw_damaged_range none;
+    return Status::from(cw_recovery_damaged_range(handle_.get(), core_id, 0, &none));
   }
 
   // Closes now (the destructor does it otherwise). Safe to call twice.

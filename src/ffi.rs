@@ -24,7 +24,7 @@ use crate::format::{OpKind, OpView, SourceOffsetRef};
 use crate::io::FileIo;
 use crate::manager::Manager;
 use crate::options::{Backend, Options};
-use crate::recovery::{Recovery, RecoveryMode, RecoveryOptions};
+use crate::recovery::{LaneStats, Recovery, RecoveryMode, RecoveryOptions};
 use crate::writer::Writer;
 
 /// Result of every fallible call: `CW_OK`, `CW_DONE`, or a negative `CW_ERR_*`.
@@ -89,6 +89,17 @@ pub enum cw_recovery_mode {
     CW_RECOVER_ABSOLUTE = 1,
     /// Stop each lane at its first damage, whatever follows it.
     CW_RECOVER_POINT_IN_TIME = 2,
+    /// Read every frame that validates and skip the damaged ranges between
+    /// them (listed by `cw_recovery_stats` and `cw_recovery_damaged_range`);
+    /// damage after a lane's last valid frame is its torn tail. Sequences
+    /// must still increase (a decrease is CW_ERR_CORRUPT). A segment whose
+    /// header is damaged, unused, names another lane or segment, or starts
+    /// before data already read is skipped whole: its frames' positions
+    /// cannot be trusted. At `cw_manager_open`, each lane resumes after its
+    /// last valid frame: what follows it is cut, and damaged ranges before
+    /// it stay on disk (so CW_RECOVER_TOLERATE_TORN_TAIL still refuses
+    /// them; this mode reads past them again).
+    CW_RECOVER_SKIP_CORRUPT = 3,
 }
 
 /// An open WAL directory. Opaque.
@@ -211,6 +222,62 @@ pub struct cw_entry {
     pub watermark: i64,
     /// COMMIT: number of source offsets; read each with `cw_recovery_entry_offset`.
     pub offsets_len: usize,
+}
+
+/// What a recovery iterator reads from one lane, reported by
+/// `cw_recovery_stats`. Computed when the iterator opens (from the scan
+/// that finds where each lane ends), so it is known before the first
+/// record and does not change while reading.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cw_lane_stats {
+    pub core_id: u32,
+    /// Segment files holding the range read.
+    pub segments: u64,
+    /// Records in the range read: from the lane's checkpoint position when
+    /// the iterator starts from a checkpoint (`from_checkpoint`), else from
+    /// its first record, up to where the mode stops reading the lane.
+    /// `max_epoch` is not applied.
+    pub records: u64,
+    /// Their frame bytes (damaged ranges not included).
+    pub bytes: u64,
+    /// Epochs of the first and last of those records; 0 when `has_records`
+    /// is 0.
+    pub first_epoch: u64,
+    pub last_epoch: u64,
+    /// 1 when `records` > 0.
+    pub has_records: u32,
+    /// 1 when the lane's data ends in damage that is cut off rather than at
+    /// a clean end: a torn tail (under CW_RECOVER_POINT_IN_TIME, the first
+    /// damage; under CW_RECOVER_SKIP_CORRUPT, damage after the last valid
+    /// frame). The three fields below say where it starts; 0 otherwise.
+    pub torn_tail: u32,
+    /// Lane position where the tail starts.
+    pub torn_tail_position: u64,
+    /// Segment index and file offset where the tail starts (the segment
+    /// file is `wal-CCCCC-SSSSSSSSSS.log` for lane C, segment S).
+    pub torn_tail_segment: u64,
+    pub torn_tail_offset: u64,
+    /// Ranges skipped between valid frames (CW_RECOVER_SKIP_CORRUPT only;
+    /// read each with `cw_recovery_damaged_range`), and their total length.
+    pub damaged_ranges: u64,
+    pub damaged_bytes: u64,
+}
+
+/// A range of a segment file that CW_RECOVER_SKIP_CORRUPT skipped, read
+/// with `cw_recovery_damaged_range`: `length` bytes of segment
+/// `segment_index` from file `offset`. Between two valid frames of a
+/// segment it runs from the end of the first to the start of the second;
+/// at a segment's end, over the damaged bytes or the lane bytes the next
+/// segment's base position says are missing; a segment that is skipped
+/// whole is offset 0 and the file's length; missing segment files are one
+/// range with the first missing index, offset 0 and length 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cw_damaged_range {
+    pub segment_index: u64,
+    pub offset: u64,
+    pub length: u64,
 }
 
 thread_local! {
@@ -416,6 +483,7 @@ impl TryFrom<i32> for RecoveryMode {
             v if v == CW_RECOVER_TOLERATE_TORN_TAIL as i32 => Ok(RecoveryMode::TolerateTornTail),
             v if v == CW_RECOVER_ABSOLUTE as i32 => Ok(RecoveryMode::Absolute),
             v if v == CW_RECOVER_POINT_IN_TIME as i32 => Ok(RecoveryMode::PointInTime),
+            v if v == CW_RECOVER_SKIP_CORRUPT as i32 => Ok(RecoveryMode::SkipCorrupt),
             v => Err(invalid(format!(
                 "recovery mode {v} is not a cw_recovery_mode"
             ))),
@@ -1320,6 +1388,101 @@ pub extern "C" fn cw_recovery_checkpoint(
     })
 }
 
+fn lane_stats_of(s: &LaneStats) -> cw_lane_stats {
+    let tail = s.torn_tail.as_ref();
+    cw_lane_stats {
+        core_id: s.core_id,
+        segments: s.segments,
+        records: s.records,
+        bytes: s.bytes,
+        first_epoch: s.first_epoch.unwrap_or(0),
+        last_epoch: s.last_epoch.unwrap_or(0),
+        has_records: u32::from(s.records > 0),
+        torn_tail: u32::from(tail.is_some()),
+        torn_tail_position: tail.map_or(0, |t| t.position),
+        torn_tail_segment: tail.map_or(0, |t| t.segment_index),
+        torn_tail_offset: tail.map_or(0, |t| t.offset),
+        damaged_ranges: s.damaged.len() as u64,
+        damaged_bytes: s.damaged.iter().map(|d| d.length).sum(),
+    }
+}
+
+/// Per-lane statistics of what the iterator reads: one `cw_lane_stats` per
+/// lane it reads (every lane, or those of `opts->lanes`), in lane order.
+/// Writes the first `cap` of them to `stats_out` and the number of lanes it
+/// reads to `*count_out`, which may be larger than `cap`: call with `cap` 0
+/// (and `stats_out` NULL) to size the array. (Unlike `cw_writer_poll`,
+/// nothing waits for a later call: the statistics are fixed at open.)
+///
+/// Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL iterator or `count_out`,
+/// NULL `stats_out` with a non-zero `cap`, closed iterator); CW_ERR_BUSY.
+/// Thread safety: one thread at a time per iterator.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_recovery_stats(
+    recovery: *const cw_recovery,
+    stats_out: *mut cw_lane_stats,
+    cap: usize,
+    count_out: *mut usize,
+) -> cw_status {
+    boundary(|| {
+        check_out(count_out, "count_out")?;
+        if stats_out.is_null() && cap != 0 {
+            return Err(invalid("stats_out is NULL but cap is not 0"));
+        }
+        with_recovery(recovery, |state| {
+            let stats = state.recovery.stats();
+            for (i, lane) in stats.iter().take(cap).enumerate() {
+                write_nth(stats_out, i, lane_stats_of(lane));
+            }
+            write_out(count_out, stats.len(), "count_out")?;
+            Ok(CW_OK)
+        })
+    })
+}
+
+/// Reads damaged range `index` (below that lane's
+/// `cw_lane_stats.damaged_ranges`) of lane `core_id` into `*range_out`.
+/// Ranges come in lane order; only CW_RECOVER_SKIP_CORRUPT has any.
+///
+/// Returns CW_OK; CW_ERR_NOT_FOUND (`index` out of range, or the iterator
+/// does not read lane `core_id`); CW_ERR_INVALID_ARGUMENT (NULL argument,
+/// closed iterator); CW_ERR_BUSY. Thread safety: one thread at a time per
+/// iterator.
+#[unsafe(no_mangle)]
+pub extern "C" fn cw_recovery_damaged_range(
+    recovery: *const cw_recovery,
+    core_id: u32,
+    index: usize,
+    range_out: *mut cw_damaged_range,
+) -> cw_status {
+    boundary(|| {
+        check_out(range_out, "range_out")?;
+        with_recovery(recovery, |state| {
+            let lane = state
+                .recovery
+                .stats()
+                .iter()
+                .find(|s| s.core_id == core_id)
+                .ok_or_else(|| {
+                    Error::NotFound(format!("the iterator does not read lane {core_id}"))
+                })?;
+            let d = lane.damaged.get(index).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "lane {core_id} has {} damaged ranges; there is no range {index}",
+                    lane.damaged.len()
+                ))
+            })?;
+            let out = cw_damaged_range {
+                segment_index: d.segment_index,
+                offset: d.offset,
+                length: d.length,
+            };
+            write_out(range_out, out, "range_out")?;
+            Ok(CW_OK)
+        })
+    })
+}
+
 /// Closes the iterator and releases its mappings; entries it yielded become
 /// invalid. NULL or an already closed iterator is ignored.
 ///
@@ -1417,6 +1580,11 @@ mod tests {
     fn unknown_enum_values_are_invalid_arguments() {
         assert!(Backend::try_from(7).is_err());
         assert!(RecoveryMode::try_from(-1).is_err());
+        assert!(RecoveryMode::try_from(4).is_err());
+        assert_eq!(
+            RecoveryMode::try_from(3).unwrap(),
+            RecoveryMode::SkipCorrupt
+        );
         assert_eq!(
             RecoveryMode::try_from(2).unwrap(),
             RecoveryMode::PointInTime

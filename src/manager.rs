@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use crate::checkpoint::{MAX_META_BYTES, Manifest};
 use crate::error::{Error, IoContext, Result};
-use crate::format::{FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::format::FORMAT_VERSION;
 use crate::io::{BackendInUse, FileIo, Io, IoFile, OpenMode};
 use crate::meta::{LOCK_FILE, Meta};
 use crate::options::Options;
 use crate::recovery::{
-    LaneScan, Recovery, RecoveryOptions, Verdict, header_base, scan_dir_from, scan_lane,
+    Recovery, RecoveryOptions, ResumePoint, ScanOptions, header_base, scan_dir_from, scan_lane_with,
 };
 use crate::segment::{PREPARING_SUFFIX, create_now, list_segments, prepare, segment_path};
 use crate::writer::{Lane, LaneConfig, LaneStart, Resume, Shared, Writer};
@@ -167,16 +167,24 @@ impl<I: Io> Manager<I> {
         let scans = per_lane
             .iter()
             .enumerate()
-            .map(|(core, indexes)| scan_lane(&io, &dir, core as u32, indexes))
+            .map(|(core, indexes)| {
+                let opts = ScanOptions::for_mode(options.recovery_mode, 0);
+                scan_lane_with(&io, &dir, core as u32, indexes, opts)
+            })
             .collect::<Result<Vec<_>>>()?;
         // Every lane is judged before any is repaired, so a refused open
         // leaves the directory untouched.
         for scan in &scans {
             scan.check(&dir, options.recovery_mode)?;
         }
-        let epoch = scans
+        let mode = options.recovery_mode;
+        let resume = scans
             .iter()
-            .filter_map(|s| s.last.map(|l| l.epoch))
+            .map(|s| s.resume_point(mode))
+            .collect::<Result<Vec<_>>>()?;
+        let epoch = resume
+            .iter()
+            .filter_map(|r| r.last.map(|l| l.epoch))
             .max()
             .unwrap_or(1)
             .max(1);
@@ -195,8 +203,9 @@ impl<I: Io> Manager<I> {
         };
         let writers = scans
             .iter()
-            .map(|scan| {
-                let lane = open_lane(&io, &config, &shared, scan)?;
+            .zip(&resume)
+            .map(|(scan, resume)| {
+                let lane = open_lane(&io, &config, &shared, scan.core_id, resume)?;
                 Ok(Padded(Writer::new(lane, scan.core_id)))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -302,7 +311,13 @@ impl<I: Io> Manager<I> {
             .from_checkpoint
             .then(|| self.latest_checkpoint())
             .flatten();
-        let scans = scan_dir_from(&self.io, &self.dir, self.num_cores(), checkpoint.as_ref())?;
+        let scans = scan_dir_from(
+            &self.io,
+            &self.dir,
+            self.num_cores(),
+            checkpoint.as_ref(),
+            options.mode,
+        )?;
         Recovery::new(self.io.clone(), &self.dir, scans, options, checkpoint)
     }
 
@@ -461,18 +476,22 @@ fn start_flusher<I: Io>(writers: Arc<[Padded<Writer<I>>]>, every: Duration) -> F
     Flusher { stop, thread }
 }
 
-/// Repairs lane `scan` as its verdict allows and opens its writer state.
+/// Repairs lane `core` up to `resume` (from
+/// [`crate::recovery::LaneScan::resume_point`]):
+/// cuts what follows the point, removes segments beyond it, and opens the
+/// writer state there. Under `SkipCorrupt` the point is the end of the last
+/// run, and damaged ranges before it stay on disk.
 fn open_lane<I: Io>(
     io: &I,
     config: &LaneConfig,
     shared: &Arc<Shared>,
-    scan: &LaneScan,
+    core: u32,
+    resume: &ResumePoint,
 ) -> Result<Lane<I>> {
     let dir = &config.dir;
-    let core = scan.core_id;
-    let Some(last) = scan.kept.last().copied() else {
+    let Some(last) = resume.end else {
         // Nothing usable: start the lane afresh.
-        for &index in &scan.beyond {
+        for &index in &resume.beyond {
             remove(io, dir, core, index)?;
         }
         io.sync_dir(dir)
@@ -506,7 +525,7 @@ fn open_lane<I: Io>(
     let path = segment_path(dir, core, last.index);
     let what = || format!("repairing {}", path.display());
     let file = io.open(&path, OpenMode::Existing).context(what)?;
-    if scan.verdict != Verdict::Clean {
+    if resume.cut {
         // Cut the torn tail: zero everything after the last kept frame so
         // no stale frame can ever be read as a continuation.
         zero_from(&file, last.end_offset).context(what)?;
@@ -515,8 +534,8 @@ fn open_lane<I: Io>(
     // else beyond the kept prefix goes.
     let mut reusable = None;
     let mut removed = false;
-    for &index in &scan.beyond {
-        if reusable.is_none() && index == last.index + 1 && scan.verdict == Verdict::Clean {
+    for &index in &resume.beyond {
+        if reusable.is_none() && index == last.index + 1 && !resume.cut {
             let next = io
                 .open(&segment_path(dir, core, index), OpenMode::Existing)
                 .context(what)?;
@@ -539,24 +558,20 @@ fn open_lane<I: Io>(
     }
     // What an earlier process wrote may still sit in the page cache; make it
     // durable before reporting it as synced.
-    for kept in &scan.kept {
+    for &index in &resume.keep {
         let f = io
-            .open(&segment_path(dir, core, kept.index), OpenMode::Existing)
+            .open(&segment_path(dir, core, index), OpenMode::Existing)
             .context(what)?;
         f.sync_data().context(what)?;
     }
     let resume = Resume {
         segment_index: last.index,
         base_position: last.base_position,
-        position: scan.end_position,
-        next_sequence: scan.last.map_or(0, |l| l.sequence + 1),
-        last_timestamp_ns: scan.last.map_or(0, |l| l.timestamp_ns),
-        last_epoch: scan.last.map(|l| l.epoch),
+        position: resume.position(),
+        next_sequence: resume.last.map_or(0, |l| l.sequence + 1),
+        last_timestamp_ns: resume.last.map_or(0, |l| l.timestamp_ns),
+        last_epoch: resume.last.map(|l| l.epoch),
     };
-    debug_assert_eq!(
-        last.end_offset,
-        SEGMENT_HEADER_LEN as u64 + (scan.end_position - last.base_position)
-    );
     Lane::new(
         io.clone(),
         core,

@@ -21,6 +21,34 @@
 //! A durable mark above the stop means a sync that covered the stop's bytes
 //! had completed before that frame was written: the damaged bytes were
 //! acknowledged, so losing them is corruption, not a torn write.
+//!
+//! ## Skipping damage ([`RecoveryMode::SkipCorrupt`])
+//!
+//! The search after the stop steps over garbage one frame alignment at a
+//! time and finds every frame that still validates. A stale frame never
+//! validates in the wrong place, because each frame's checksum is seeded
+//! with its lane and segment index, and repair zeroes whatever follows a
+//! lane's end. So, when asked to, the scan also records where readable
+//! frames resume: a lane becomes a list of *runs* of consecutive valid
+//! frames (each inside one segment), and the gaps between runs are
+//! *damaged ranges*, reported as (segment index, file offset, length):
+//!
+//! - bytes between two runs of one segment: from the end of the first run to
+//!   the start of the next;
+//! - the end of a segment after its last run, when the bytes there are
+//!   damage (not zeros), up to the last such bytes; or when the next
+//!   segment's base position says lane bytes are missing, that many bytes;
+//! - a whole segment whose header is damaged, all zeros (unused) or short,
+//!   names another lane or segment, or has a base position before data
+//!   already read: its frames' positions cannot be trusted, so none is
+//!   read (offset 0, the file's length);
+//! - missing segment files: one range with the first missing index,
+//!   offset 0 and length 0 for each run of missing indexes.
+//!
+//! Damage after the last run has no valid frame after it: it is the lane's
+//! torn tail, not a damaged range. Only a scan asked for runs collects
+//! them, and only frames found past the valid prefix cost anything more:
+//! a clean lane scans as fast in every mode.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -48,6 +76,10 @@ pub enum RecoveryMode {
     Absolute,
     /// Stop each lane at its first damage, whatever follows.
     PointInTime,
+    /// Read every valid frame, skipping the damaged ranges between them
+    /// (reported in [`LaneStats::damaged`]); damage after a lane's last
+    /// valid frame is a torn tail. Sequences must still increase.
+    SkipCorrupt,
 }
 
 /// Identity of the last record of a lane's valid prefix.
@@ -56,6 +88,16 @@ pub struct LastRecord {
     pub epoch: u64,
     pub timestamp_ns: i64,
     pub sequence: u64,
+}
+
+impl LastRecord {
+    fn of(r: &RecordView<'_>) -> LastRecord {
+        LastRecord {
+            epoch: r.epoch,
+            timestamp_ns: r.timestamp_ns,
+            sequence: r.sequence,
+        }
+    }
 }
 
 /// A segment inside a lane's valid prefix.
@@ -86,6 +128,114 @@ pub enum Verdict {
     Corrupt,
 }
 
+/// What a reader gets from a lane, counted by the scan from the lane
+/// position reading starts at (a checkpoint's lane start, or the lane's
+/// first frame).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCount {
+    /// Valid frames (records) at or after the start.
+    pub records: u64,
+    /// Their frame bytes.
+    pub bytes: u64,
+    /// Epoch of the first of them.
+    pub first_epoch: Option<u64>,
+}
+
+impl ReadCount {
+    fn add(&mut self, other: ReadCount) {
+        self.records += other.records;
+        self.bytes += other.bytes;
+        self.first_epoch = self.first_epoch.or(other.first_epoch);
+    }
+}
+
+/// Why a range was skipped by [`RecoveryMode::SkipCorrupt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DamageKind {
+    /// Bytes where frames should be that do not validate (damaged frames,
+    /// or zeros followed by valid frames).
+    Frames,
+    /// The segment header cannot be used; the whole segment is skipped.
+    Header(HeaderProblem),
+    /// The header names another lane or segment.
+    Misplaced { core_id: u32, segment_index: u64 },
+    /// The header's base position lies before data already read.
+    Overlap { base_position: u64 },
+    /// Segment files are missing from this index on.
+    Missing,
+}
+
+impl std::fmt::Display for DamageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DamageKind::Frames => f.write_str("frames fail their checksum"),
+            DamageKind::Header(problem) => problem.fmt(f),
+            DamageKind::Misplaced {
+                core_id,
+                segment_index,
+            } => write!(f, "header names lane {core_id} segment {segment_index}"),
+            DamageKind::Overlap { base_position } => write!(
+                f,
+                "base position {base_position} lies before data already read"
+            ),
+            DamageKind::Missing => f.write_str("segment file missing"),
+        }
+    }
+}
+
+/// A range of a lane that [`RecoveryMode::SkipCorrupt`] skips: `length`
+/// bytes of segment `segment_index` from file `offset` (see the module
+/// docs for how each kind is bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DamagedRange {
+    pub segment_index: u64,
+    pub offset: u64,
+    pub length: u64,
+    pub kind: DamageKind,
+}
+
+/// Consecutive valid frames inside one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub index: u64,
+    pub base_position: u64,
+    /// File offsets of the first frame and just past the last one.
+    pub start_offset: u64,
+    pub end_offset: u64,
+    /// Damage lies between this run and the one before it, so its first
+    /// sequence need not continue the previous run's (it must still be
+    /// greater).
+    pub after_damage: bool,
+}
+
+impl Run {
+    /// Lane position of the run's first frame.
+    pub fn start_position(&self) -> u64 {
+        self.base_position + (self.start_offset - SEGMENT_HEADER_LEN as u64)
+    }
+
+    /// Lane position just past the run's last frame.
+    pub fn end_position(&self) -> u64 {
+        self.base_position + (self.end_offset - SEGMENT_HEADER_LEN as u64)
+    }
+}
+
+/// What a scan that collects runs found in a lane.
+#[derive(Debug, Clone, Default)]
+pub struct SkipScan {
+    /// Every run, in lane order; the valid prefix's segments come first
+    /// (each one a run, even when empty).
+    pub runs: Vec<Run>,
+    /// The damaged ranges between runs, in lane order.
+    pub damaged: Vec<DamagedRange>,
+    /// The last record of the last run.
+    pub last: Option<LastRecord>,
+    /// Where the last run ends, when damage follows it (its torn tail).
+    pub tail: Option<Stop>,
+    /// Records of every run from the scan's start position.
+    pub read: ReadCount,
+}
+
 /// The result of scanning one lane.
 #[derive(Debug, Clone)]
 pub struct LaneScan {
@@ -101,13 +251,42 @@ pub struct LaneScan {
     pub frames_after_stop: u64,
     pub max_mark_after_stop: u64,
     pub verdict: Verdict,
+    /// Records of the valid prefix from the scan's start position.
+    pub read: ReadCount,
+    /// Runs and damaged ranges, when the scan collected them
+    /// ([`ScanOptions::runs`]).
+    pub skip: Option<SkipScan>,
+}
+
+/// What a recovery iterator reads from one lane (`cw_lane_stats`), known
+/// as soon as it is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneStats {
+    pub core_id: u32,
+    /// Segment files holding the range read.
+    pub segments: u64,
+    /// Records in the range read: from the lane's checkpoint start when the
+    /// iterator starts from a checkpoint, else from its first record, to
+    /// where the mode stops reading. `max_epoch` is not applied.
+    pub records: u64,
+    /// Their frame bytes (damaged ranges excluded).
+    pub bytes: u64,
+    pub first_epoch: Option<u64>,
+    pub last_epoch: Option<u64>,
+    /// Where the lane's data ends in damage that is cut off rather than at
+    /// a clean end: a torn tail (under `PointInTime`, the first damage).
+    pub torn_tail: Option<Stop>,
+    /// Ranges skipped between valid frames (`SkipCorrupt` only).
+    pub damaged: Vec<DamagedRange>,
 }
 
 impl LaneScan {
     /// The error `mode` makes of this scan, if any.
     pub fn check(&self, dir: &Path, mode: RecoveryMode) -> Result<()> {
         let refuse = match (self.verdict, mode) {
-            (Verdict::Clean, _) | (_, RecoveryMode::PointInTime) => false,
+            (Verdict::Clean, _)
+            | (_, RecoveryMode::PointInTime)
+            | (_, RecoveryMode::SkipCorrupt) => false,
             (Verdict::Corrupt, _) => true,
             (Verdict::TornTail, RecoveryMode::Absolute) => true,
             (Verdict::TornTail, RecoveryMode::TolerateTornTail) => false,
@@ -134,6 +313,132 @@ impl LaneScan {
             reason,
         })
     }
+
+    /// The runs of valid frames `mode` reads, in order: every run for
+    /// `SkipCorrupt`, the valid prefix's segments otherwise.
+    fn runs(&self, mode: RecoveryMode) -> Result<Vec<Run>> {
+        if mode != RecoveryMode::SkipCorrupt {
+            return Ok(self
+                .kept
+                .iter()
+                .map(|k| Run {
+                    index: k.index,
+                    base_position: k.base_position,
+                    start_offset: SEGMENT_HEADER_LEN as u64,
+                    end_offset: k.end_offset,
+                    after_damage: false,
+                })
+                .collect());
+        }
+        self.skip_scan().map(|s| s.runs.clone())
+    }
+
+    fn skip_scan(&self) -> Result<&SkipScan> {
+        self.skip.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "lane {} was scanned without runs; SkipCorrupt needs ScanOptions::runs",
+                self.core_id
+            ))
+        })
+    }
+
+    /// What an iterator in `mode` reads from this lane.
+    pub fn stats(&self, mode: RecoveryMode) -> Result<LaneStats> {
+        if mode == RecoveryMode::SkipCorrupt {
+            let skip = self.skip_scan()?;
+            let mut segments = skip.runs.iter().map(|r| r.index).collect::<Vec<_>>();
+            segments.dedup();
+            return Ok(LaneStats {
+                core_id: self.core_id,
+                segments: segments.len() as u64,
+                records: skip.read.records,
+                bytes: skip.read.bytes,
+                first_epoch: skip.read.first_epoch,
+                last_epoch: skip.last.filter(|_| skip.read.records > 0).map(|l| l.epoch),
+                torn_tail: skip.tail.clone(),
+                damaged: skip.damaged.clone(),
+            });
+        }
+        Ok(LaneStats {
+            core_id: self.core_id,
+            segments: self.kept.len() as u64,
+            records: self.read.records,
+            bytes: self.read.bytes,
+            first_epoch: self.read.first_epoch,
+            last_epoch: self.last.filter(|_| self.read.records > 0).map(|l| l.epoch),
+            // A scan a mode refuses never reaches a reader; one it accepts
+            // with damage is read up to its stop.
+            torn_tail: self.stop.clone().filter(|_| self.verdict != Verdict::Clean),
+            damaged: Vec::new(),
+        })
+    }
+
+    /// Where a writer resumes this lane after a repair in `mode`: the end
+    /// of the valid prefix, or under `SkipCorrupt` the end of the last run.
+    pub(crate) fn resume_point(&self, mode: RecoveryMode) -> Result<ResumePoint> {
+        let scanned = || {
+            let mut all: Vec<u64> = self.kept.iter().map(|k| k.index).collect();
+            all.extend_from_slice(&self.beyond);
+            all
+        };
+        if mode == RecoveryMode::SkipCorrupt {
+            let skip = self.skip_scan()?;
+            let Some(last) = skip.runs.last() else {
+                return Ok(ResumePoint {
+                    end: None,
+                    last: None,
+                    cut: skip.tail.is_some(),
+                    keep: Vec::new(),
+                    beyond: scanned(),
+                });
+            };
+            let mut keep: Vec<u64> = skip.runs.iter().map(|r| r.index).collect();
+            keep.dedup();
+            return Ok(ResumePoint {
+                end: Some(KeptSegment {
+                    index: last.index,
+                    base_position: last.base_position,
+                    end_offset: last.end_offset,
+                }),
+                last: skip.last,
+                cut: skip.tail.is_some(),
+                keep,
+                beyond: scanned().into_iter().filter(|&i| i > last.index).collect(),
+            });
+        }
+        Ok(ResumePoint {
+            end: self.kept.last().copied(),
+            last: self.last,
+            cut: self.verdict != Verdict::Clean,
+            keep: self.kept.iter().map(|k| k.index).collect(),
+            beyond: self.beyond.clone(),
+        })
+    }
+}
+
+/// How a lane is repaired and resumed (see [`LaneScan::resume_point`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ResumePoint {
+    /// The segment the lane resumes in and the offset it resumes at; `None`
+    /// when nothing is readable.
+    pub end: Option<KeptSegment>,
+    /// The record the writer continues from.
+    pub last: Option<LastRecord>,
+    /// Damage follows `end`: zero it.
+    pub cut: bool,
+    /// Segments holding readable data.
+    pub keep: Vec<u64>,
+    /// Segments after `end`, which hold no readable frame.
+    pub beyond: Vec<u64>,
+}
+
+impl ResumePoint {
+    /// The lane position the writer resumes at.
+    pub fn position(&self) -> u64 {
+        self.end.map_or(0, |k| {
+            k.base_position + (k.end_offset - SEGMENT_HEADER_LEN as u64)
+        })
+    }
 }
 
 /// How the valid prefix of one segment ended.
@@ -148,10 +453,11 @@ enum PrefixEnd {
 }
 
 struct SegmentScan {
-    header: std::result::Result<SegmentHeader, HeaderProblem>,
     prefix_end: usize,
     prefix: PrefixEnd,
     last: Option<LastRecord>,
+    /// Records of the prefix from the scan's start position.
+    read: ReadCount,
     frames_after: u64,
     max_mark_after: u64,
 }
@@ -186,9 +492,267 @@ fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |acc, &b| acc | b) == 0
 }
 
+/// The segment a run-collecting scan is placing frames in.
+#[derive(Debug, Clone, Copy)]
+struct Placing {
+    index: u64,
+    base_position: u64,
+    len: u64,
+    /// Where bytes not yet accounted for begin: the end of the segment's
+    /// last run, or its header.
+    tail_from: u64,
+    /// The bytes at `tail_from` are damage, not zeros, up to `garbage_end`.
+    tail_dirty: bool,
+    garbage_end: u64,
+}
+
+/// Collects runs and damaged ranges while a lane is scanned
+/// ([`ScanOptions::runs`]). Fed segment by segment, in order.
+struct RunCollector {
+    core_id: u32,
+    from: u64,
+    out: SkipScan,
+    /// Damage since the last run: committed as damaged ranges when another
+    /// run follows, else the torn tail. `true` marks what ends a lane
+    /// cleanly (an unused segment).
+    pending: Vec<(DamagedRange, bool)>,
+    placing: Option<Placing>,
+    /// The previous segment, whose tail is judged once the next header is
+    /// known.
+    open_tail: Option<Placing>,
+    last_index: Option<u64>,
+    /// Lane position just past the last run.
+    end_position: Option<u64>,
+}
+
+impl RunCollector {
+    fn new(core_id: u32, from: u64) -> RunCollector {
+        RunCollector {
+            core_id,
+            from,
+            out: SkipScan::default(),
+            pending: Vec::new(),
+            placing: None,
+            open_tail: None,
+            last_index: None,
+            end_position: None,
+        }
+    }
+
+    /// Starts segment `index` (`len` bytes); returns whether its frames
+    /// can be placed in the lane.
+    fn begin_segment(
+        &mut self,
+        index: u64,
+        header: &std::result::Result<SegmentHeader, HeaderProblem>,
+        len: u64,
+    ) -> bool {
+        let follows = self.last_index.is_some_and(|last| index == last + 1);
+        let usable = match header {
+            Ok(h) if h.core_id != self.core_id || h.segment_index != index => {
+                Err(DamageKind::Misplaced {
+                    core_id: h.core_id,
+                    segment_index: h.segment_index,
+                })
+            }
+            Ok(h) if self.end_position.is_some_and(|end| h.base_position < end) => {
+                Err(DamageKind::Overlap {
+                    base_position: h.base_position,
+                })
+            }
+            Ok(h) => Ok(*h),
+            Err(problem) => Err(DamageKind::Header(*problem)),
+        };
+        let next_base = usable.ok().filter(|_| follows).map(|h| h.base_position);
+        self.close_tail(next_base);
+        if let Some(last) = self.last_index
+            && index > last + 1
+        {
+            self.pending.push((
+                DamagedRange {
+                    segment_index: last + 1,
+                    offset: 0,
+                    length: 0,
+                    kind: DamageKind::Missing,
+                },
+                false,
+            ));
+        }
+        self.last_index = Some(index);
+        match usable {
+            Ok(h) => {
+                let header_end = SEGMENT_HEADER_LEN as u64;
+                self.placing = Some(Placing {
+                    index,
+                    base_position: h.base_position,
+                    len,
+                    tail_from: header_end,
+                    tail_dirty: false,
+                    garbage_end: header_end,
+                });
+                true
+            }
+            Err(kind) => {
+                let clean = matches!(
+                    kind,
+                    DamageKind::Header(HeaderProblem::Unused | HeaderProblem::Short)
+                );
+                let range = DamagedRange {
+                    segment_index: index,
+                    offset: 0,
+                    length: len,
+                    kind,
+                };
+                self.pending.push((range, clean));
+                self.placing = None;
+                false
+            }
+        }
+    }
+
+    fn end_segment(&mut self) {
+        self.open_tail = self.placing.take();
+    }
+
+    /// Judges the unaccounted end of the previous segment, now that the
+    /// base position of the segment that follows it (if usable) is known.
+    fn close_tail(&mut self, next_base: Option<u64>) {
+        let Some(t) = self.open_tail.take() else {
+            return;
+        };
+        let at = t.base_position + (t.tail_from - SEGMENT_HEADER_LEN as u64);
+        // Lane bytes the next segment's base says were written here.
+        let lost_end = next_base.map_or(t.tail_from, |next| {
+            t.tail_from.saturating_add(next.saturating_sub(at))
+        });
+        let dirty_end = if t.tail_dirty {
+            t.garbage_end
+        } else {
+            t.tail_from
+        };
+        let end = lost_end.max(dirty_end).min(t.len);
+        if end > t.tail_from {
+            let range = DamagedRange {
+                segment_index: t.index,
+                offset: t.tail_from,
+                length: end - t.tail_from,
+                kind: DamageKind::Frames,
+            };
+            self.pending.push((range, false));
+        }
+    }
+
+    /// Adds a run, committing the damage before it.
+    fn start_run(&mut self, p: &Placing, start_offset: u64, end_offset: u64) {
+        let after_damage = !self.pending.is_empty();
+        self.out
+            .damaged
+            .extend(self.pending.drain(..).map(|(range, _)| range));
+        self.out.runs.push(Run {
+            index: p.index,
+            base_position: p.base_position,
+            start_offset,
+            end_offset,
+            after_damage,
+        });
+    }
+
+    /// The valid prefix of the segment being placed ends at `end`.
+    fn prefix(&mut self, end: u64, read: ReadCount, last: Option<LastRecord>) {
+        let Some(mut p) = self.placing else {
+            return;
+        };
+        self.start_run(&p, SEGMENT_HEADER_LEN as u64, end);
+        p.tail_from = end;
+        p.garbage_end = end;
+        self.placing = Some(p);
+        self.end_position = Some(p.base_position + (end - SEGMENT_HEADER_LEN as u64));
+        self.out.last = last.or(self.out.last);
+        self.out.read.add(read);
+    }
+
+    /// A valid frame of `len` bytes at `off`, found after the prefix.
+    fn frame(&mut self, off: u64, len: u64, record: &RecordView<'_>) {
+        let Some(mut p) = self.placing else {
+            return;
+        };
+        let continues = off == p.tail_from
+            && self
+                .out
+                .runs
+                .last()
+                .is_some_and(|r| r.index == p.index && r.end_offset == off);
+        if continues {
+            self.out.runs.last_mut().expect("checked").end_offset += len;
+        } else {
+            if off > p.tail_from {
+                self.pending.push((
+                    DamagedRange {
+                        segment_index: p.index,
+                        offset: p.tail_from,
+                        length: off - p.tail_from,
+                        kind: DamageKind::Frames,
+                    },
+                    false,
+                ));
+            }
+            self.start_run(&p, off, off + len);
+        }
+        p.tail_from = off + len;
+        p.tail_dirty = false;
+        p.garbage_end = p.tail_from;
+        self.placing = Some(p);
+        let position = p.base_position + (off - SEGMENT_HEADER_LEN as u64);
+        self.end_position = Some(position + len);
+        self.out.last = Some(LastRecord::of(record));
+        if position >= self.from {
+            self.out.read.add(ReadCount {
+                records: 1,
+                bytes: len,
+                first_epoch: Some(record.epoch),
+            });
+        }
+    }
+
+    /// Bytes `[at, end)` are neither zeros nor a valid frame.
+    fn garbage(&mut self, at: u64, end: u64) {
+        if let Some(p) = self.placing.as_mut() {
+            p.tail_dirty |= at == p.tail_from;
+            if p.tail_dirty {
+                p.garbage_end = p.garbage_end.max(end);
+            }
+        }
+    }
+
+    fn finish(mut self, start_position: u64) -> SkipScan {
+        self.close_tail(None);
+        if let Some((first, _)) = self.pending.iter().find(|(_, clean)| !clean) {
+            let (segment_index, offset, position) = match self.out.runs.last() {
+                Some(r) => (r.index, r.end_offset, r.end_position()),
+                None => (first.segment_index, first.offset, start_position),
+            };
+            self.out.tail = Some(Stop {
+                segment_index,
+                offset,
+                position,
+                reason: first.kind.to_string(),
+                clean: false,
+            });
+        }
+        self.out
+    }
+}
+
 /// Finds the greatest durable mark among valid frames in `map[from..]`,
-/// stepping over garbage one frame alignment at a time.
-fn search_after<M: MappedFile>(map: &M, from: usize, seed: u32, behind: &mut Behind) -> (u64, u64) {
+/// stepping over garbage one frame alignment at a time; hands every frame
+/// and every piece of garbage to `runs` when it collects them.
+fn search_after<M: MappedFile>(
+    map: &M,
+    from: usize,
+    seed: u32,
+    behind: &mut Behind,
+    mut runs: Option<&mut RunCollector>,
+) -> (u64, u64) {
     let bytes: &[u8] = map;
     let mut off = from.next_multiple_of(FRAME_ALIGN);
     let (mut count, mut max_mark) = (0u64, 0u64);
@@ -219,41 +783,51 @@ fn search_after<M: MappedFile>(map: &M, from: usize, seed: u32, behind: &mut Beh
             Some((frame, record)) => {
                 count += 1;
                 max_mark = max_mark.max(record.durable_mark);
+                if let Some(runs) = runs.as_deref_mut() {
+                    runs.frame(off as u64, frame.frame_len as u64, &record);
+                }
                 off += frame.frame_len;
             }
-            None => off += FRAME_ALIGN,
+            None => {
+                if let Some(runs) = runs.as_deref_mut() {
+                    runs.garbage(off as u64, (off + FRAME_ALIGN) as u64);
+                }
+                off += FRAME_ALIGN
+            }
         }
     }
     (count, max_mark)
 }
 
-fn scan_segment<M: MappedFile>(map: &M, core_id: u32, index: u64, all_after: bool) -> SegmentScan {
-    let bytes: &[u8] = map;
-    let mut behind = Behind::default();
-    let seed = frame_seed(core_id, index);
-    let header = SegmentHeader::decode(bytes);
-    let header_ok = matches!(header, Ok(h) if h.core_id == core_id && h.segment_index == index);
-    if all_after || !header_ok {
-        let (frames_after, max_mark_after) =
-            search_after(map, SEGMENT_HEADER_LEN, seed, &mut behind);
-        return SegmentScan {
-            header,
-            prefix_end: SEGMENT_HEADER_LEN,
-            prefix: PrefixEnd::Damage,
-            last: None,
-            frames_after,
-            max_mark_after,
-        };
-    }
-    let mut off = SEGMENT_HEADER_LEN;
-    let mut last_frame = None;
-    let prefix = loop {
+/// Valid frames walked from an offset.
+struct Walk<'a> {
+    end: usize,
+    frames: u64,
+    /// Offset and payload of the last frame.
+    last: Option<(usize, &'a [u8])>,
+    stop: PrefixEnd,
+}
+
+/// Walks consecutive valid frames from `off` that end at or before `limit`.
+fn walk<'a, M: MappedFile>(
+    map: &'a M,
+    mut off: usize,
+    limit: usize,
+    seed: u32,
+    behind: &mut Behind,
+) -> Walk<'a> {
+    let bytes: &'a [u8] = map;
+    let bytes = &bytes[..limit.min(bytes.len())];
+    let mut frames = 0u64;
+    let mut last = None;
+    let stop = loop {
         let Some(head) = bytes.get(off..off + format::FRAME_HEADER_LEN) else {
             break PrefixEnd::EndOfFile;
         };
         match check_frame(&bytes[off..], seed, READ_LIMIT) {
             Some(frame) => {
-                last_frame = Some((off, frame.payload));
+                frames += 1;
+                last = Some((off, frame.payload));
                 off += frame.frame_len;
                 behind.advance(map, off);
             }
@@ -261,32 +835,102 @@ fn scan_segment<M: MappedFile>(map: &M, core_id: u32, index: u64, all_after: boo
             None => break PrefixEnd::Damage,
         }
     };
+    Walk {
+        end: off,
+        frames,
+        last,
+        stop,
+    }
+}
+
+/// Scans one segment whose header is `header`: its valid prefix (unless
+/// `all_after`, or the header is not this segment's), then every valid
+/// frame after it. Records before lane position `from` are not counted.
+fn scan_segment<M: MappedFile>(
+    map: &M,
+    core_id: u32,
+    index: u64,
+    header: std::result::Result<SegmentHeader, HeaderProblem>,
+    all_after: bool,
+    from: u64,
+    mut runs: Option<&mut RunCollector>,
+) -> SegmentScan {
+    let bytes: &[u8] = map;
+    let mut behind = Behind::default();
+    let seed = frame_seed(core_id, index);
+    let header = header
+        .ok()
+        .filter(|h| h.core_id == core_id && h.segment_index == index);
+    let Some(header) = header.filter(|_| !all_after) else {
+        let (frames_after, max_mark_after) =
+            search_after(map, SEGMENT_HEADER_LEN, seed, &mut behind, runs);
+        return SegmentScan {
+            prefix_end: SEGMENT_HEADER_LEN,
+            prefix: PrefixEnd::Damage,
+            last: None,
+            read: ReadCount::default(),
+            frames_after,
+            max_mark_after,
+        };
+    };
+    // Frames before the start are walked apart, to be left out of the count.
+    let start = usize::try_from(from.saturating_sub(header.base_position))
+        .unwrap_or(usize::MAX)
+        .saturating_add(SEGMENT_HEADER_LEN)
+        .min(bytes.len());
+    let mut before = Walk {
+        end: SEGMENT_HEADER_LEN,
+        frames: 0,
+        last: None,
+        stop: PrefixEnd::EndOfFile,
+    };
+    if start > SEGMENT_HEADER_LEN {
+        before = walk(map, SEGMENT_HEADER_LEN, start, seed, &mut behind);
+    }
+    let after = walk(map, before.end, bytes.len(), seed, &mut behind);
+    let mut off = after.end;
+    let mut prefix = after.stop;
+    let mut frames = after.frames;
     // Only the last record is decoded here (the iterator validates every
     // record as it yields it); it gives the sequence and clock to resume from.
     let mut last = None;
-    let mut prefix = prefix;
-    if let Some((frame_off, payload)) = last_frame {
+    if let Some((frame_off, payload)) = after.last.or(before.last) {
         match format::decode(payload) {
-            Some(r) => {
-                last = Some(LastRecord {
-                    epoch: r.epoch,
-                    timestamp_ns: r.timestamp_ns,
-                    sequence: r.sequence,
-                })
-            }
+            Some(r) => last = Some(LastRecord::of(&r)),
             None => {
                 off = frame_off;
                 prefix = PrefixEnd::Damage;
+                if after.last.is_some() {
+                    frames -= 1;
+                }
             }
         }
     }
+    // The first record at or after the start gives the first epoch.
+    let first_off = before.end.min(off);
+    let first_epoch = (frames > 0)
+        .then(|| check_frame(&bytes[first_off..], seed, READ_LIMIT))
+        .flatten()
+        .and_then(|f| format::decode(f.payload))
+        .map(|r| r.epoch);
+    let read = ReadCount {
+        records: frames,
+        bytes: (off - first_off) as u64,
+        first_epoch,
+    };
+    if let Some(runs) = runs.as_deref_mut() {
+        runs.prefix(off as u64, read, last);
+        if prefix == PrefixEnd::Damage {
+            runs.garbage(off as u64, (off + FRAME_ALIGN) as u64);
+        }
+    }
     let (frames_after, max_mark_after) =
-        search_after(map, off + format::FRAME_HEADER_LEN, seed, &mut behind);
+        search_after(map, off + format::FRAME_HEADER_LEN, seed, &mut behind, runs);
     SegmentScan {
-        header,
         prefix_end: off,
         prefix,
         last,
+        read,
         frames_after,
         max_mark_after,
     }
@@ -302,8 +946,40 @@ fn map_segment<I: Io>(io: &I, dir: &Path, core_id: u32, index: u64) -> Result<I:
     io.map(&file, len).context(what)
 }
 
+/// What a lane scan counts and collects beyond where the lane ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Lane position reading starts at (a checkpoint's lane start): records
+    /// before it are not counted in [`LaneScan::read`] and [`SkipScan::read`].
+    pub from: u64,
+    /// Collect every run of valid frames and the damaged ranges between
+    /// them ([`LaneScan::skip`]), as [`RecoveryMode::SkipCorrupt`] needs.
+    pub runs: bool,
+}
+
+impl ScanOptions {
+    /// What reading in `mode` from lane position `from` needs.
+    pub fn for_mode(mode: RecoveryMode, from: u64) -> ScanOptions {
+        ScanOptions {
+            from,
+            runs: mode == RecoveryMode::SkipCorrupt,
+        }
+    }
+}
+
 /// Scans lane `core_id` whose segment indexes (sorted) are `indexes`.
 pub fn scan_lane<I: Io>(io: &I, dir: &Path, core_id: u32, indexes: &[u64]) -> Result<LaneScan> {
+    scan_lane_with(io, dir, core_id, indexes, ScanOptions::default())
+}
+
+/// [`scan_lane`] with options: a start position to count from, and runs.
+pub fn scan_lane_with<I: Io>(
+    io: &I,
+    dir: &Path,
+    core_id: u32,
+    indexes: &[u64],
+    opts: ScanOptions,
+) -> Result<LaneScan> {
     let mut scan = LaneScan {
         core_id,
         kept: Vec::new(),
@@ -315,17 +991,17 @@ pub fn scan_lane<I: Io>(io: &I, dir: &Path, core_id: u32, indexes: &[u64]) -> Re
         frames_after_stop: 0,
         max_mark_after_stop: 0,
         verdict: Verdict::Clean,
+        read: ReadCount::default(),
+        skip: None,
     };
+    let mut runs = opts.runs.then(|| RunCollector::new(core_id, opts.from));
     for (i, &index) in indexes.iter().enumerate() {
         let map = map_segment(io, dir, core_id, index)?;
-        if scan.stop.is_some() {
-            let seg = scan_segment(&map, core_id, index, true);
-            scan.beyond.push(index);
-            scan.frames_after_stop += seg.frames_after;
-            scan.max_mark_after_stop = scan.max_mark_after_stop.max(seg.max_mark_after);
-            continue;
-        }
-        let seg = scan_segment(&map, core_id, index, false);
+        let header = SegmentHeader::decode(&map);
+        let placed = runs
+            .as_mut()
+            .is_some_and(|r| r.begin_segment(index, &header, map.len() as u64));
+        let placing = runs.as_mut().filter(|_| placed);
         // The stop when this segment cannot continue the lane: at the end of
         // the previous segment, or at the start of a lane's first segment.
         let stop_here = |reason: String, clean: bool| match scan.kept.last() {
@@ -345,7 +1021,8 @@ pub fn scan_lane<I: Io>(io: &I, dir: &Path, core_id: u32, indexes: &[u64]) -> Re
             },
         };
         let expected = scan.kept.last().map(|k| k.index + 1);
-        let refused = match seg.header {
+        let refused = match header {
+            _ if scan.stop.is_some() => None,
             _ if expected.is_some_and(|e| e != index) => Some(stop_here(
                 format!("segment {} is missing", expected.unwrap_or(0)),
                 false,
@@ -370,23 +1047,30 @@ pub fn scan_lane<I: Io>(io: &I, dir: &Path, core_id: u32, indexes: &[u64]) -> Re
             )),
             Ok(_) => None,
         };
-        if let Some(stop) = refused {
-            // Frames in a refused segment are judged like any other frames
-            // after the stop.
-            let seg = scan_segment(&map, core_id, index, true);
+        if scan.stop.is_some() || refused.is_some() {
+            // Frames after the stop, and in a refused segment, are judged
+            // like any other frames after the stop.
+            let seg = scan_segment(&map, core_id, index, header, true, opts.from, placing);
             scan.beyond.push(index);
             scan.frames_after_stop += seg.frames_after;
             scan.max_mark_after_stop = scan.max_mark_after_stop.max(seg.max_mark_after);
-            scan.stop = Some(stop);
+            if refused.is_some() {
+                scan.stop = refused;
+            }
+            if let Some(runs) = runs.as_mut() {
+                runs.end_segment();
+            }
             continue;
         }
-        let header = seg.header.expect("checked above");
+        let header = header.expect("checked above");
+        let seg = scan_segment(&map, core_id, index, Ok(header), false, opts.from, placing);
         if i == 0 {
             scan.start_position = header.base_position;
             scan.end_position = header.base_position;
         }
         scan.end_position = header.base_position + (seg.prefix_end - SEGMENT_HEADER_LEN) as u64;
         scan.last = seg.last.or(scan.last);
+        scan.read.add(seg.read);
         scan.kept.push(KeptSegment {
             index,
             base_position: header.base_position,
@@ -407,12 +1091,16 @@ pub fn scan_lane<I: Io>(io: &I, dir: &Path, core_id: u32, indexes: &[u64]) -> Re
                 clean: false,
             });
         }
+        if let Some(runs) = runs.as_mut() {
+            runs.end_segment();
+        }
     }
     scan.verdict = judge(
         scan.stop.as_ref(),
         scan.frames_after_stop,
         scan.max_mark_after_stop,
     );
+    scan.skip = runs.map(|r| r.finish(scan.start_position));
     Ok(scan)
 }
 
@@ -428,18 +1116,20 @@ fn judge(stop: Option<&Stop>, frames_after: u64, max_mark_after: u64) -> Verdict
 
 /// Scans every lane of `dir`, for lanes `0..lanes`.
 pub fn scan_dir<I: Io>(io: &I, dir: &Path, lanes: u32) -> Result<Vec<LaneScan>> {
-    scan_dir_from(io, dir, lanes, None)
+    scan_dir_from(io, dir, lanes, None, RecoveryMode::TolerateTornTail)
 }
 
 /// Like [`scan_dir`], but each lane's segments wholly before `checkpoint`'s
-/// start for it are left out (only their successors' headers are read).
-/// Lanes are scanned on as many threads as the machine has cores: they are
-/// independent, and the scan is CPU-bound when the log is in the page cache.
+/// start for it are left out (only their successors' headers are read), and
+/// the scan collects what reading in `mode` needs. Lanes are scanned on as
+/// many threads as the machine has cores: they are independent, and the
+/// scan is CPU-bound when the log is in the page cache.
 pub fn scan_dir_from<I: Io>(
     io: &I,
     dir: &Path,
     lanes: u32,
     checkpoint: Option<&Manifest>,
+    mode: RecoveryMode,
 ) -> Result<Vec<LaneScan>> {
     let (per_lane, _) = list_segments(io, dir, lanes)?;
     let scan_one = |core: usize| -> Result<LaneScan> {
@@ -453,7 +1143,8 @@ pub fn scan_dir_from<I: Io>(
         {
             first += 1;
         }
-        scan_lane(io, dir, core_id, &indexes[first..])
+        let opts = ScanOptions::for_mode(mode, start);
+        scan_lane_with(io, dir, core_id, &indexes[first..], opts)
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -592,9 +1283,13 @@ fn span_of(map: &[u8], part: &[u8]) -> Span {
 
 struct LaneCursor<I: Io> {
     core_id: u32,
-    segments: Vec<KeptSegment>,
-    next_segment: usize,
+    /// The runs of valid frames read, in order (one per segment, unless
+    /// damage is skipped).
+    runs: Vec<Run>,
+    next_run: usize,
     map: Option<Arc<I::Map>>,
+    /// Segment index of `map`.
+    mapped: u64,
     base_position: u64,
     end: usize,
     /// Offset of the head frame in `map`.
@@ -602,6 +1297,8 @@ struct LaneCursor<I: Io> {
     head_len: usize,
     head: Option<Head>,
     expected_sequence: Option<u64>,
+    /// After skipped damage, sequences resume anywhere above this.
+    sequence_floor: u64,
     /// Replay starts here (a checkpoint's lane start; 0 otherwise).
     start: u64,
     /// Records of this epoch or earlier are covered by the checkpoint.
@@ -610,7 +1307,7 @@ struct LaneCursor<I: Io> {
 
 impl<I: Io> LaneCursor<I> {
     fn segment_index(&self) -> u64 {
-        self.segments[self.next_segment - 1].index
+        self.runs[self.next_run - 1].index
     }
 
     fn corrupt(&self, dir: &Path, reason: String) -> Error {
@@ -644,12 +1341,21 @@ impl<I: Io> LaneCursor<I> {
                 if record.core_id != self.core_id {
                     return Err(self.corrupt(dir, format!("record claims lane {}", record.core_id)));
                 }
-                if let Some(expected) = self.expected_sequence
-                    && record.sequence != expected
-                {
+                if let Some(expected) = self.expected_sequence {
+                    if record.sequence != expected {
+                        return Err(self.corrupt(
+                            dir,
+                            format!("sequence {} where {expected} was expected", record.sequence),
+                        ));
+                    }
+                } else if record.sequence < self.sequence_floor {
                     return Err(self.corrupt(
                         dir,
-                        format!("sequence {} where {expected} was expected", record.sequence),
+                        format!(
+                            "sequence {} after skipped damage, where at least {} was expected \
+                             (sequences never decrease)",
+                            record.sequence, self.sequence_floor
+                        ),
                     ));
                 }
                 self.expected_sequence = Some(record.sequence.wrapping_add(1));
@@ -689,26 +1395,36 @@ impl<I: Io> LaneCursor<I> {
                 self.head_len = frame_end - self.off;
                 return Ok(Some(order_key(&record)));
             }
-            let Some(segment) = self.segments.get(self.next_segment).copied() else {
+            let Some(run) = self.runs.get(self.next_run).copied() else {
                 self.map = None;
                 return Ok(None);
             };
-            self.next_segment += 1;
-            self.map = None;
-            // Segments wholly before the start are never opened.
+            self.next_run += 1;
+            // Runs of one segment share its mapping.
+            if self.mapped != run.index {
+                self.map = None;
+            }
+            if run.after_damage {
+                self.sequence_floor = self.expected_sequence.unwrap_or(self.sequence_floor);
+                self.expected_sequence = None;
+            }
+            // Runs (segments) wholly before the start are never opened.
             if self
-                .segments
-                .get(self.next_segment)
-                .is_some_and(|next| next.base_position <= self.start)
+                .runs
+                .get(self.next_run)
+                .is_some_and(|next| next.start_position() <= self.start)
             {
                 continue;
             }
-            let map = map_segment(io, dir, self.core_id, segment.index)?;
-            self.end = (segment.end_offset as usize).min(map.len());
-            self.map = Some(Arc::new(map));
-            self.base_position = segment.base_position;
-            self.off =
-                SEGMENT_HEADER_LEN + self.start.saturating_sub(segment.base_position) as usize;
+            if self.map.is_none() {
+                self.map = Some(Arc::new(map_segment(io, dir, self.core_id, run.index)?));
+                self.mapped = run.index;
+            }
+            let map = self.map.as_ref().expect("mapped above");
+            self.end = (run.end_offset as usize).min(map.len());
+            self.base_position = run.base_position;
+            self.off = (run.start_offset as usize)
+                .max(SEGMENT_HEADER_LEN + self.start.saturating_sub(run.base_position) as usize);
         }
     }
 
@@ -971,12 +1687,15 @@ pub struct Recovery<I: Io> {
     /// The error that stopped the iterator: every later call reports it.
     failed: Option<Error>,
     scans: Vec<LaneScan>,
+    stats: Vec<LaneStats>,
     checkpoint: Option<Manifest>,
 }
 
 impl<I: Io> Recovery<I> {
     /// Opens an iterator over `scans` (from [`scan_dir`]), reading each
-    /// lane's valid prefix. Fails if a scan is refused by `opts.mode`.
+    /// lane's valid prefix, or under `SkipCorrupt` every run (which the
+    /// scans must have collected: [`ScanOptions::runs`]). Fails if a scan is
+    /// refused by `opts.mode`.
     ///
     /// Lanes are decoded and validated ahead of the merge, each on a thread
     /// of its own (up to [`MAX_DECODING_THREADS`] lanes; with more, by the
@@ -1013,20 +1732,24 @@ impl<I: Io> Recovery<I> {
             started: false,
             failed: None,
             scans: Vec::new(),
+            stats: Vec::new(),
             checkpoint: None,
         };
         for scan in read {
+            recovery.stats.push(scan.stats(opts.mode)?);
             let cursor = LaneCursor {
                 core_id: scan.core_id,
-                segments: scan.kept.clone(),
-                next_segment: 0,
+                runs: scan.runs(opts.mode)?,
+                next_run: 0,
                 map: None,
+                mapped: u64::MAX,
                 base_position: 0,
                 end: 0,
                 off: 0,
                 head_len: 0,
                 head: None,
                 expected_sequence: None,
+                sequence_floor: 0,
                 start: checkpoint
                     .as_ref()
                     .map_or(0, |c| c.lane_start(scan.core_id)),
@@ -1078,7 +1801,7 @@ impl<I: Io> Recovery<I> {
         } else {
             None
         };
-        let scans = scan_dir_from(&io, dir, meta.num_cores, checkpoint.as_ref())?;
+        let scans = scan_dir_from(&io, dir, meta.num_cores, checkpoint.as_ref(), opts.mode)?;
         Recovery::new(io, dir, scans, opts, checkpoint)
     }
 
@@ -1128,6 +1851,12 @@ impl<I: Io> Recovery<I> {
     pub fn scans(&self) -> &[LaneScan] {
         &self.scans
     }
+
+    /// What the iterator reads from each lane it reads, in lane order
+    /// (`cw_recovery_stats`): known at open, before any record is read.
+    pub fn stats(&self) -> &[LaneStats] {
+        &self.stats
+    }
 }
 
 #[cfg(test)]
@@ -1157,6 +1886,8 @@ mod tests {
             frames_after_stop: after,
             max_mark_after_stop: mark,
             verdict,
+            read: ReadCount::default(),
+            skip: None,
         }
     }
 
@@ -1233,9 +1964,9 @@ mod tests {
         let file = io.open(path, OpenMode::Create).unwrap();
         file.write_at(&bytes, 0).unwrap();
         let map = io.map(&file, bytes.len()).unwrap();
-        let (count, max_mark) = search_after(&map, 0, seed, &mut Behind::default());
+        let (count, max_mark) = search_after(&map, 0, seed, &mut Behind::default(), None);
         assert_eq!((count, max_mark), (3, 7));
-        let (count, _) = search_after(&map, 16, seed, &mut Behind::default());
+        let (count, _) = search_after(&map, 16, seed, &mut Behind::default(), None);
         assert_eq!(count, 2, "a search starting past a frame does not count it");
     }
 

@@ -504,6 +504,75 @@ fn verify_names_lane_segment_and_offset_of_corruption() {
 }
 
 #[test]
+fn skip_corrupt_reads_around_damage_and_verify_lists_the_ranges() {
+    let tmp = tempfile::tempdir().unwrap();
+    corrupt_sample(tmp.path());
+
+    // dump: every valid record, the damaged first one of lane 0 left out.
+    let o = run_in(tmp.path(), &["dump", "--json", "--mode", "skip-corrupt"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lines = json_lines(&o);
+    let mut lane0: Vec<u64> = ids(&lines)
+        .into_iter()
+        .filter(|r| r.0 == 0)
+        .map(|r| r.1)
+        .collect();
+    lane0.sort();
+    assert_eq!(lane0, vec![1, 2, 3, 4, 5]);
+    assert_eq!(lines.len(), 6, "and lane 1's record");
+    // Record 0 started at position 0: record 1's position is its length.
+    let length = lines
+        .iter()
+        .find(|v| v["lane"] == 0 && v["seq"] == 1)
+        .unwrap()["position"]
+        .as_u64()
+        .unwrap();
+
+    let o = run_in(tmp.path(), &["verify", "--mode", "skip-corrupt"]);
+    let text = stdout(&o);
+    assert_eq!(code(&o), 0, "skipping makes it readable: {text}");
+    let lane0 = text.lines().find(|l| l.starts_with("lane 0:")).unwrap();
+    assert!(
+        lane0.contains(", 5 records, ")
+            && lane0.ends_with(&format!(
+                "1 damaged range ({length} bytes) skipped: {LANE0_SEGMENT0} offset 64 \
+                 length {length} (frames fail their checksum)"
+            )),
+        "{lane0}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lane 1:") && l.ends_with("clean"))
+    );
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("sound (mode skip-corrupt)")
+            && last.contains(&format!("1 damaged range ({length} bytes) skipped")),
+        "{last}"
+    );
+
+    let o = run_in(tmp.path(), &["verify", "--json", "--mode", "skip-corrupt"]);
+    assert_eq!(code(&o), 0);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["sound"], true);
+    assert_eq!(v["mode"], "skip-corrupt");
+    assert_eq!(v["damaged_ranges"], 1);
+    let l0 = &v["lanes"][0];
+    assert_eq!(l0["verdict"], "damaged");
+    assert_eq!(l0["records"], 5);
+    assert!(l0["damage"].is_null(), "no torn tail");
+    let range = &l0["damaged_ranges"][0];
+    assert_eq!(range["segment"], LANE0_SEGMENT0);
+    assert_eq!(range["offset"], 64);
+    assert_eq!(range["length"].as_u64(), Some(length));
+    assert_eq!(v["lanes"][1]["damaged_ranges"].as_array().unwrap().len(), 0);
+
+    // The default mode still refuses it.
+    let o = run_in(tmp.path(), &["dump"]);
+    one_line_error(&o, 1, "--mode skip-corrupt");
+}
+
+#[test]
 fn dump_of_a_corrupt_wal_fails_in_one_line_and_point_in_time_reads_it() {
     let tmp = tempfile::tempdir().unwrap();
     corrupt_sample(tmp.path());

@@ -4,9 +4,10 @@
 mod common;
 
 use common::*;
-use corewal::format::{SEGMENT_HEADER_LEN, frame_len};
+use corewal::format::{HeaderProblem, SEGMENT_HEADER_LEN, frame_len};
 use corewal::io::Io;
-use corewal::{Error, Manager, MemIo, Options, RecoveryMode, RecoveryOptions};
+use corewal::recovery::{DamageKind, DamagedRange, LaneStats};
+use corewal::{Error, Manager, MemIo, Options, Recovery, RecoveryMode, RecoveryOptions};
 
 /// Two synced batches in lane 0 (one 16 KiB segment), closed. Returns the
 /// lane position where batch 2 starts.
@@ -432,17 +433,474 @@ fn hostile_bytes_never_crash_the_reader() {
             io.poke(f, at.min(len.saturating_sub(bytes.len())), &bytes);
         }
         let _ = read_all(&io, dir()).map(|r| r.len());
-        if round % 10 == 0
-            && let Ok(m) = Manager::open_with(
-                io.clone(),
-                dir(),
-                &Options {
-                    recovery_mode: RecoveryMode::PointInTime,
-                    ..options(2)
-                },
-            )
-        {
+        let _ = read_with(&io, dir(), &skip()).map(|r| r.len());
+        let repair = match round % 10 {
+            0 => RecoveryMode::PointInTime,
+            5 => RecoveryMode::SkipCorrupt,
+            _ => continue,
+        };
+        if let Ok(m) = Manager::open_with(
+            io.clone(),
+            dir(),
+            &Options {
+                recovery_mode: repair,
+                ..options(2)
+            },
+        ) {
             m.close().ok();
+        }
+    }
+}
+
+fn mode(mode: RecoveryMode) -> RecoveryOptions {
+    RecoveryOptions {
+        mode,
+        ..Default::default()
+    }
+}
+
+fn skip() -> RecoveryOptions {
+    mode(RecoveryMode::SkipCorrupt)
+}
+
+/// `(sequence, position, op)` of every record `opts` reads, in order.
+fn records(io: &MemIo, opts: &RecoveryOptions) -> corewal::Result<Vec<(u64, u64, String)>> {
+    let mut recovery = Recovery::open(io.clone(), dir(), opts)?;
+    let mut out = Vec::new();
+    while let Some(e) = recovery.next()? {
+        out.push((e.sequence, e.position, describe(&e.op)));
+    }
+    Ok(out)
+}
+
+fn stats(io: &MemIo, opts: &RecoveryOptions) -> Vec<LaneStats> {
+    Recovery::open(io.clone(), dir(), opts)
+        .unwrap()
+        .stats()
+        .to_vec()
+}
+
+/// Ten equal-sized records in lane 0, synced in two batches of five (so
+/// the second batch vouches for the first). Returns their positions and
+/// the lane's end.
+fn ten_records(io: &MemIo) -> (Vec<u64>, u64) {
+    let m = open(io, 1);
+    let w = m.writer(0).unwrap();
+    let mut positions = Vec::new();
+    for i in 0..10u32 {
+        positions.push(w.append_put(format!("k{i}").as_bytes(), b"value").unwrap());
+        if i == 4 {
+            w.sync().unwrap();
+        }
+    }
+    w.sync().unwrap();
+    let end = w.position();
+    m.close().unwrap();
+    (positions, end)
+}
+
+fn offset(position: u64) -> usize {
+    SEGMENT_HEADER_LEN + position as usize
+}
+
+fn sequences(recs: &[(u64, u64, String)]) -> Vec<u64> {
+    recs.iter().map(|r| r.0).collect()
+}
+
+#[test]
+fn skip_corrupt_reads_the_records_on_both_sides_of_damage() {
+    let io = MemIo::new();
+    let (pos, end) = ten_records(&io);
+    flip(&io, &segment(0, 0), offset(pos[2]) + 20);
+    let damaged = io.contents(&segment(0, 0)).unwrap();
+    assert!(
+        matches!(read_all(&io, dir()), Err(Error::Corrupt { .. })),
+        "acknowledged damage: tolerate refuses"
+    );
+    let recs = records(&io, &skip()).unwrap();
+    assert_eq!(sequences(&recs), vec![0, 1, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(recs[2], (3, pos[3], "put k3 value".to_string()));
+    let lane = &stats(&io, &skip())[0];
+    let frame = pos[3] - pos[2];
+    assert_eq!(
+        lane.damaged,
+        vec![DamagedRange {
+            segment_index: 0,
+            offset: offset(pos[2]) as u64,
+            length: frame,
+            kind: DamageKind::Frames,
+        }]
+    );
+    assert_eq!(lane.records, 9);
+    assert_eq!(lane.bytes, end - frame);
+    assert_eq!(lane.segments, 1);
+    assert_eq!((lane.first_epoch, lane.last_epoch), (Some(1), Some(1)));
+    assert_eq!(lane.torn_tail, None);
+    assert_eq!(
+        io.contents(&segment(0, 0)).unwrap(),
+        damaged,
+        "reading changes nothing"
+    );
+}
+
+#[test]
+fn skip_corrupt_reads_past_zeros_where_frames_were() {
+    let io = MemIo::new();
+    let (pos, _) = ten_records(&io);
+    let hole = (pos[4] - pos[2]) as usize;
+    io.poke(&segment(0, 0), offset(pos[2]), &vec![0; hole]);
+    assert!(matches!(read_all(&io, dir()), Err(Error::Corrupt { .. })));
+    let recs = records(&io, &skip()).unwrap();
+    assert_eq!(sequences(&recs), vec![0, 1, 4, 5, 6, 7, 8, 9]);
+    let lane = &stats(&io, &skip())[0];
+    assert_eq!(lane.damaged.len(), 1);
+    assert_eq!(
+        (lane.damaged[0].offset, lane.damaged[0].length),
+        (offset(pos[2]) as u64, hole as u64)
+    );
+}
+
+/// `(sequence, position)` of every record of lane 0 in 16 KiB segments,
+/// each synced: 60 records of 900 bytes over four segments.
+fn sixty_records(io: &MemIo) -> Vec<(u64, u64)> {
+    let m = open(io, 1);
+    let w = m.writer(0).unwrap();
+    let mut out = Vec::new();
+    for i in 0..60u64 {
+        out.push((i, w.append_put(&i.to_be_bytes(), &[b'x'; 900]).unwrap()));
+        w.sync().unwrap();
+    }
+    m.close().unwrap();
+    assert!(io.contents(&segment(0, 3)).is_some());
+    out
+}
+
+/// The base position of each segment of lane 0, as the scan keeps them.
+fn segment_bases(io: &MemIo) -> Vec<u64> {
+    corewal::recovery::scan_dir(io, dir(), 1).unwrap()[0]
+        .kept
+        .iter()
+        .map(|k| k.base_position)
+        .collect()
+}
+
+#[test]
+fn skip_corrupt_skips_a_segment_whose_header_is_damaged() {
+    let io = MemIo::new();
+    let all = sixty_records(&io);
+    let bases = segment_bases(&io);
+    flip(&io, &segment(0, 1), 30);
+    assert!(reopen(&io, RecoveryMode::TolerateTornTail).is_err());
+    let in_segment_1 = |p: u64| p >= bases[1] && p < bases[2];
+    let wanted: Vec<u64> = all
+        .iter()
+        .filter(|(_, p)| !in_segment_1(*p))
+        .map(|r| r.0)
+        .collect();
+    assert!(wanted.len() < 60 && wanted.iter().any(|&s| s > 50));
+    assert_eq!(sequences(&records(&io, &skip()).unwrap()), wanted);
+    let lane = &stats(&io, &skip())[0];
+    let len = io.contents(&segment(0, 1)).unwrap().len() as u64;
+    assert_eq!(
+        lane.damaged,
+        vec![DamagedRange {
+            segment_index: 1,
+            offset: 0,
+            length: len,
+            kind: DamageKind::Header(HeaderProblem::BadChecksum),
+        }]
+    );
+    assert_eq!(lane.records, wanted.len() as u64);
+    assert_eq!(lane.segments, bases.len() as u64 - 1);
+}
+
+#[test]
+fn skip_corrupt_reports_a_missing_segment_and_reads_on() {
+    let io = MemIo::new();
+    let all = sixty_records(&io);
+    let bases = segment_bases(&io);
+    io.remove(&segment(0, 1)).unwrap();
+    let wanted: Vec<u64> = all
+        .iter()
+        .filter(|(_, p)| *p < bases[1] || *p >= bases[2])
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(sequences(&records(&io, &skip()).unwrap()), wanted);
+    let lane = &stats(&io, &skip())[0];
+    assert_eq!(
+        lane.damaged,
+        vec![DamagedRange {
+            segment_index: 1,
+            offset: 0,
+            length: 0,
+            kind: DamageKind::Missing,
+        }]
+    );
+}
+
+#[test]
+fn skip_corrupt_measures_lost_bytes_at_a_segment_end_by_the_next_base() {
+    let io = MemIo::new();
+    let all = sixty_records(&io);
+    let bases = segment_bases(&io);
+    // The last record of segment 0 is zeroed: only segment 1's base
+    // position says how much is missing.
+    let &(lost, at) = all.iter().rfind(|(_, p)| *p < bases[1]).unwrap();
+    let length = bases[1] - at;
+    io.poke(&segment(0, 0), offset(at), &vec![0; length as usize]);
+    let recs = records(&io, &skip()).unwrap();
+    assert_eq!(recs.len(), 59);
+    assert!(!sequences(&recs).contains(&lost));
+    let lane = &stats(&io, &skip())[0];
+    assert_eq!(
+        lane.damaged,
+        vec![DamagedRange {
+            segment_index: 0,
+            offset: offset(at) as u64,
+            length,
+            kind: DamageKind::Frames,
+        }]
+    );
+}
+
+#[test]
+fn a_manager_opened_with_skip_corrupt_keeps_every_valid_record_and_appends_after_them() {
+    let io = MemIo::new();
+    let (pos, end) = ten_records(&io);
+    flip(&io, &segment(0, 0), offset(pos[2]) + 20);
+    // And a torn tail after the last record.
+    io.poke(&segment(0, 0), offset(end), &[0xAB; 20]);
+    let m = reopen(&io, RecoveryMode::SkipCorrupt).unwrap();
+    let w = m.writer(0).unwrap();
+    assert_eq!(w.position(), end, "resumes after the last valid record");
+    assert_eq!(w.sequence(), 10);
+    for i in 0..3u32 {
+        w.append_put(format!("n{i}").as_bytes(), b"new").unwrap();
+    }
+    w.sync().unwrap();
+    m.close().unwrap();
+    reopen(&io, RecoveryMode::SkipCorrupt)
+        .unwrap()
+        .close()
+        .unwrap();
+    let recs = records(&io, &skip()).unwrap();
+    assert_eq!(
+        sequences(&recs),
+        vec![0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    );
+    assert_eq!(recs[9].2, "put n0 new");
+    assert_eq!(recs[9].1, end);
+    let lane = &stats(&io, &skip())[0];
+    assert_eq!(lane.damaged.len(), 1, "the damage stays, and only it");
+    assert_eq!(lane.damaged[0].offset, offset(pos[2]) as u64);
+    assert_eq!(lane.torn_tail, None, "the tail was cut");
+    assert!(
+        matches!(read_all(&io, dir()), Err(Error::Corrupt { .. })),
+        "tolerate still refuses the damage in the middle"
+    );
+}
+
+#[test]
+fn skip_corrupt_reports_a_torn_tail_after_the_last_valid_record() {
+    let io = MemIo::new();
+    let (pos, end) = ten_records(&io);
+    flip(&io, &segment(0, 0), offset(pos[9]) + 20);
+    let lane = &stats(&io, &skip())[0];
+    assert!(
+        lane.damaged.is_empty(),
+        "nothing valid follows: not skipped"
+    );
+    let tail = lane.torn_tail.as_ref().unwrap();
+    assert_eq!(
+        (tail.segment_index, tail.offset, tail.position),
+        (0, offset(pos[9]) as u64, pos[9])
+    );
+    assert_eq!(lane.records, 9);
+    assert!(end > pos[9]);
+}
+
+#[test]
+fn skip_corrupt_refuses_a_sequence_that_decreases() {
+    let io = MemIo::new();
+    let (pos, _) = ten_records(&io);
+    let bytes = io.contents(&segment(0, 0)).unwrap();
+    let frame = (pos[2] - pos[1]) as usize;
+    // Record 3 is damaged; record 1's frame (valid in this segment) lands
+    // where record 4 was, right after the damage.
+    let copy = bytes[offset(pos[1])..offset(pos[1]) + frame].to_vec();
+    flip(&io, &segment(0, 0), offset(pos[3]) + 20);
+    io.poke(&segment(0, 0), offset(pos[4]), &copy);
+    let err = records(&io, &skip()).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { lane: 0, .. }) && err.to_string().contains("sequence 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stats_of_a_clean_log() {
+    let io = MemIo::new();
+    let m = open(&io, 3);
+    for i in 0..40u32 {
+        m.writer(i % 2)
+            .unwrap()
+            .append_put(&i.to_be_bytes(), &[b'v'; 900])
+            .unwrap();
+    }
+    let e2 = m.advance_epoch().unwrap();
+    m.writer(0).unwrap().append_put(b"late", b"v").unwrap();
+    let ends: Vec<u64> = (0..3).map(|c| m.writer(c).unwrap().position()).collect();
+    m.close().unwrap();
+    for opts in [RecoveryOptions::default(), skip()] {
+        let all = stats(&io, &opts);
+        assert_eq!(all.len(), 3);
+        let recs = read_with(&io, dir(), &opts).unwrap();
+        for (lane, s) in all.iter().enumerate() {
+            assert_eq!(s.core_id, lane as u32);
+            let n = recs.iter().filter(|r| r.core == lane as u32).count() as u64;
+            assert_eq!(s.records, n);
+            assert_eq!(s.bytes, ends[lane]);
+            assert!(s.damaged.is_empty() && s.torn_tail.is_none());
+        }
+        assert_eq!(all[0].records, 22, "20 puts, a barrier and a put");
+        assert_eq!((all[0].first_epoch, all[0].last_epoch), (Some(1), Some(e2)));
+        assert_eq!((all[1].first_epoch, all[1].last_epoch), (Some(1), Some(1)));
+        assert_eq!((all[2].records, all[2].first_epoch), (0, None));
+        assert!(all[0].segments >= 2, "{}", all[0].segments);
+        // One element per lane read, in lane order.
+        let some = RecoveryOptions {
+            lanes: Some(vec![2, 0]),
+            ..opts.clone()
+        };
+        let cores: Vec<u32> = stats(&io, &some).iter().map(|s| s.core_id).collect();
+        assert_eq!(cores, vec![0, 2]);
+    }
+}
+
+#[test]
+fn stats_report_a_torn_tail_where_the_lane_is_cut() {
+    let io = MemIo::new();
+    let second = two_batches(&io);
+    flip(&io, &segment(0, 0), offset(second) + 20);
+    for m in [RecoveryMode::TolerateTornTail, RecoveryMode::PointInTime] {
+        let lane = &stats(&io, &mode(m))[0];
+        let tail = lane.torn_tail.as_ref().unwrap();
+        assert_eq!(
+            (tail.segment_index, tail.offset, tail.position),
+            (0, offset(second) as u64, second)
+        );
+        assert_eq!((lane.records, lane.bytes), (5, second));
+        assert!(lane.damaged.is_empty());
+    }
+}
+
+#[test]
+fn stats_from_a_checkpoint_count_the_range_read() {
+    let io = MemIo::new();
+    let m = open(&io, 1);
+    let w = m.writer(0).unwrap();
+    for i in 0..25u32 {
+        w.append_put(&i.to_be_bytes(), &[b'v'; 900]).unwrap();
+    }
+    m.checkpoint(7, b"").unwrap();
+    let start = m.latest_checkpoint().unwrap().lane_start(0);
+    for i in 0..4u32 {
+        w.append_put(format!("after{i}").as_bytes(), b"v").unwrap();
+    }
+    let end = w.position();
+    m.close().unwrap();
+    let bases = segment_bases(&io);
+    assert!(
+        bases.iter().all(|&b| b != start) && bases[1] < start,
+        "the start lies inside a later segment"
+    );
+    let lane = &stats(&io, &RecoveryOptions::default())[0];
+    let recs = read_all(&io, dir()).unwrap();
+    assert_eq!(recs.len(), 5, "the barrier and four puts: {recs:?}");
+    assert_eq!(lane.records, 5);
+    assert_eq!(lane.bytes, end - start);
+    assert_eq!(
+        (lane.first_epoch, lane.last_epoch),
+        (Some(recs[0].epoch), Some(recs[0].epoch))
+    );
+    assert_eq!(
+        lane.segments,
+        (bases.len() - bases.iter().rposition(|&b| b <= start).unwrap()) as u64
+    );
+    // From the beginning: every record, the barrier and the checkpoint
+    // epoch's records included.
+    let whole = RecoveryOptions {
+        from_checkpoint: false,
+        ..Default::default()
+    };
+    let lane = &stats(&io, &whole)[0];
+    assert_eq!(
+        lane.records,
+        read_with(&io, dir(), &whole).unwrap().len() as u64
+    );
+    assert_eq!((lane.bytes, lane.first_epoch), (end, Some(1)));
+
+    // Damage before the start, in the segment holding it: skipping reads
+    // and counts only what lies after the start.
+    let first = *bases.iter().filter(|&&b| b <= start).max().unwrap();
+    let index = bases.iter().position(|&b| b == first).unwrap() as u64;
+    flip(&io, &segment(0, index), SEGMENT_HEADER_LEN + 20);
+    let skipping = RecoveryOptions {
+        mode: RecoveryMode::SkipCorrupt,
+        ..Default::default()
+    };
+    assert!(read_all(&io, dir()).is_err(), "tolerate refuses it");
+    let lane = &stats(&io, &skipping)[0];
+    assert_eq!(read_with(&io, dir(), &skipping).unwrap().len(), 5);
+    assert_eq!((lane.records, lane.bytes), (5, end - start));
+    assert_eq!(lane.damaged.len(), 1);
+    assert_eq!(lane.damaged[0].segment_index, index);
+}
+
+/// Wherever one acknowledged record is damaged (start, middle or end of a
+/// segment), skipping loses exactly that record and reports exactly its
+/// frame; the last record has nothing after it, so it is a torn tail.
+#[test]
+fn skip_corrupt_loses_only_the_damaged_record_wherever_it_is() {
+    let pristine = MemIo::new();
+    let all = sixty_records(&pristine);
+    let files: Vec<_> = (0..4).map(|s| pristine.contents(&segment(0, s))).collect();
+    let bases = segment_bases(&pristine);
+    let io = MemIo::new();
+    sixty_records(&io);
+    for (k, &(lost, at)) in all.iter().enumerate() {
+        for (s, bytes) in files.iter().enumerate() {
+            io.poke(&segment(0, s as u64), 0, bytes.as_ref().unwrap());
+        }
+        let index = bases.iter().rposition(|&b| b <= at).unwrap();
+        flip(
+            &io,
+            &segment(0, index as u64),
+            SEGMENT_HEADER_LEN + (at - bases[index]) as usize + 20,
+        );
+        let recs = records(&io, &skip()).unwrap();
+        let wanted: Vec<u64> = (0..60).filter(|&s| s != lost).collect();
+        assert_eq!(sequences(&recs), wanted, "record {k} damaged");
+        let lane = &stats(&io, &skip())[0];
+        match all.get(k + 1) {
+            Some(&(_, next)) => {
+                assert_eq!(lane.damaged.len(), 1, "record {k}: {:?}", lane.damaged);
+                let d = lane.damaged[0];
+                assert_eq!(
+                    (d.segment_index, d.offset, d.length),
+                    (
+                        index as u64,
+                        SEGMENT_HEADER_LEN as u64 + at - bases[index],
+                        next - at
+                    ),
+                    "record {k}"
+                );
+                assert_eq!(lane.torn_tail, None);
+            }
+            None => {
+                assert!(lane.damaged.is_empty());
+                assert_eq!(lane.torn_tail.as_ref().unwrap().position, at);
+            }
         }
     }
 }

@@ -297,7 +297,7 @@ fn parse_mode(name: &str) -> Result<corewal::RecoveryMode, UsageError> {
     match wal::parse_mode(name) {
         Some(mode) => Ok(mode),
         None => usage(format!(
-            "--mode: unknown mode '{name}' (tolerate, absolute, point-in-time)"
+            "--mode: unknown mode '{name}' (tolerate, absolute, point-in-time, skip-corrupt)"
         )),
     }
 }
@@ -393,6 +393,10 @@ mod tests {
         assert_eq!(c.dir, PathBuf::from("-odd-dir"));
         assert_eq!(c.mode, corewal::RecoveryMode::Absolute);
         assert!(!c.json);
+        let Ok(Command::Verify(c)) = parse_words("verify /w --mode skip-corrupt") else {
+            panic!("should parse");
+        };
+        assert_eq!(c.mode, corewal::RecoveryMode::SkipCorrupt);
 
         let Ok(Command::Stats(c)) = parse_words("stats --json /w") else {
             panic!("should parse");

@@ -37,7 +37,8 @@ Options:
       --mode MODE      How damage is treated: tolerate (default: a torn tail
                        is cut, corruption is refused), absolute (any damage
                        is refused), point-in-time (each lane up to its first
-                       damage)
+                       damage), skip-corrupt (every valid record, skipping
+                       damaged ranges; 'corewal verify' lists them)
       --limit N        Stop after N records
   -h, --help           Print this help
 
@@ -93,7 +94,7 @@ pub fn run(config: &Config) -> Result<u8, Failure> {
     // Lines scrolling on the terminal are progress enough.
     let bar_allowed = !std::io::stdout().is_terminal();
     let mut bar = Bar::new("dump: scanning", wal.segment_file_bytes(), bar_allowed);
-    let scans = wal.scan(&mut bar)?;
+    let scans = wal.scan(&mut bar, config.mode)?;
     let wanted = |core: u32| config.lanes.as_ref().is_none_or(|l| l.contains(&core));
     let mut progress = ReadProgress::new(&scans, wanted);
     bar.phase("dump: reading", progress.total);
@@ -162,9 +163,15 @@ pub fn run(config: &Config) -> Result<u8, Failure> {
 /// read what precedes the damage.
 fn refused(e: &Error, config: &Config) -> Failure {
     let mut failure = Failure::from_error(e);
-    if matches!(e, Error::Corrupt { .. }) && config.mode != RecoveryMode::PointInTime {
+    if matches!(e, Error::Corrupt { .. })
+        && !matches!(
+            config.mode,
+            RecoveryMode::PointInTime | RecoveryMode::SkipCorrupt
+        )
+    {
         failure.message.push_str(
             "; --mode point-in-time prints each lane up to its first damage, \
+             --mode skip-corrupt every valid record around it, \
              'corewal verify' reports every lane",
         );
     }

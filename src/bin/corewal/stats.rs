@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use corewal::recovery::LaneScan;
+use corewal::recovery::{LaneScan, LaneStats};
 use corewal::{OpKind, Recovery, RecoveryMode, RecoveryOptions};
 
 use crate::json::JsonObject;
@@ -80,7 +80,7 @@ pub fn run(config: &Config) -> Result<u8, Failure> {
     let wal = Wal::open(&config.dir)?;
     let totals = dir_totals(&wal)?;
     let mut bar = Bar::new("stats: scanning", wal.segment_file_bytes(), true);
-    let scans = wal.scan(&mut bar)?;
+    let scans = wal.scan(&mut bar, RecoveryMode::PointInTime)?;
     let mut progress = ReadProgress::new(&scans, |_| true);
     bar.phase("stats: reading", progress.total);
 
@@ -116,9 +116,10 @@ pub fn run(config: &Config) -> Result<u8, Failure> {
     }
     bar.finish();
     let scans = recovery.scans();
+    let read = recovery.stats();
 
     let report = if config.json {
-        format!("{}\n", json_report(&wal, &totals, scans, &counts))
+        format!("{}\n", json_report(&wal, &totals, scans, read, &counts))
     } else {
         text_report(&wal, &totals, scans, &counts)
     };
@@ -300,6 +301,7 @@ fn json_report(
     wal: &Wal,
     totals: &DirTotals,
     scans: &[LaneScan],
+    read: &[LaneStats],
     counts: &[LaneCount],
 ) -> JsonObject {
     let meta = &wal.meta;
@@ -327,22 +329,26 @@ fn json_report(
     );
     o.objects(
         "lanes",
-        scans.iter().zip(counts).map(|(scan, count)| {
-            let mut l = wal::lane_json(scan, count.records);
-            l.field("first_epoch", count.first_epoch);
-            l.field("last_epoch", count.last_epoch);
-            l.field("first_sequence", count.first_sequence);
-            l.field("last_sequence", count.last_sequence);
-            l.field("last_timestamp_ns", count.last_timestamp_ns);
-            l.field("last_time", count.last_timestamp_ns.map(wal::timestamp));
-            let mut ops = JsonObject::default();
-            for (i, kind) in OPS.iter().enumerate() {
-                ops.field(crate::dump::op_name(*kind), count.ops[i]);
-            }
-            l.object("ops", ops);
-            l.field("verdict", wal::verdict_name(scan.verdict));
-            l
-        }),
+        scans
+            .iter()
+            .zip(read)
+            .zip(counts)
+            .map(|((scan, read), count)| {
+                let mut l = wal::lane_json(scan, read, count.records);
+                l.field("first_epoch", count.first_epoch);
+                l.field("last_epoch", count.last_epoch);
+                l.field("first_sequence", count.first_sequence);
+                l.field("last_sequence", count.last_sequence);
+                l.field("last_timestamp_ns", count.last_timestamp_ns);
+                l.field("last_time", count.last_timestamp_ns.map(wal::timestamp));
+                let mut ops = JsonObject::default();
+                for (i, kind) in OPS.iter().enumerate() {
+                    ops.field(crate::dump::op_name(*kind), count.ops[i]);
+                }
+                l.object("ops", ops);
+                l.field("verdict", wal::verdict_name(scan.verdict));
+                l
+            }),
     );
     o
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use corewal::format::SEGMENT_HEADER_LEN;
-use corewal::recovery::{LaneScan, Verdict};
+use corewal::recovery::{DamagedRange, LaneScan, LaneStats, Verdict};
 use corewal::segment::{parse_segment_name, segment_name};
 use corewal::{Error, Recovery, RecoveryMode, RecoveryOptions};
 
@@ -29,7 +29,10 @@ Options:
       --mode MODE   Which damage makes the WAL unsound: tolerate (default:
                     corruption only; a torn tail is a note), absolute (any
                     damage, torn tails included), point-in-time (none that
-                    the scan finds: each lane is read up to its first damage)
+                    the scan finds: each lane is read up to its first damage),
+                    skip-corrupt (none that the scan finds: every valid
+                    record is read, and each lane lists the damaged ranges
+                    it skips, with segment file, offset and length)
       --json        One JSON object instead of the text report
   -h, --help        Print this help
 
@@ -58,6 +61,10 @@ struct Damage {
 /// What verify found in one lane.
 struct LaneReport<'a> {
     scan: &'a LaneScan,
+    /// The library's statistics of what the read covers.
+    read: LaneStats,
+    /// Read with skip-corrupt: damage is described by `read`.
+    skipping: bool,
     /// Records that read back.
     records: u64,
     /// The error the mode makes of the scan.
@@ -92,6 +99,16 @@ impl LaneReport<'_> {
                 reason: reason.clone(),
             });
         }
+        if self.skipping {
+            // Damaged ranges are skipped; what remains is a torn tail.
+            let tail = self.read.torn_tail.as_ref()?;
+            return Some(Damage {
+                segment: segment_name(self.scan.core_id, tail.segment_index),
+                offset: tail.offset,
+                position: Some(tail.position),
+                reason: tail.reason.clone(),
+            });
+        }
         let stop = self.scan.stop.as_ref()?;
         if self.scan.verdict == Verdict::Clean {
             return None;
@@ -109,11 +126,17 @@ impl LaneReport<'_> {
     }
 
     fn verdict(&self) -> &'static str {
-        if self.read_error.is_some() {
-            "corrupt"
-        } else {
-            wal::verdict_name(self.scan.verdict)
+        match () {
+            _ if self.read_error.is_some() => "corrupt",
+            _ if !self.skipping => wal::verdict_name(self.scan.verdict),
+            _ if !self.read.damaged.is_empty() => "damaged",
+            _ if self.read.torn_tail.is_some() => "torn_tail",
+            _ => "clean",
         }
+    }
+
+    fn damaged_bytes(&self) -> u64 {
+        self.read.damaged.iter().map(|d| d.length).sum()
     }
 }
 
@@ -130,21 +153,28 @@ const PROGRESS_EVERY: u64 = 4096;
 pub fn run(config: &Config) -> Result<u8, Failure> {
     let wal = Wal::open(&config.dir)?;
     let mut bar = Bar::new("verify: scanning", wal.segment_file_bytes(), true);
-    let scans = wal.scan(&mut bar)?;
+    let scans = wal.scan(&mut bar, config.mode)?;
     let mut progress = ReadProgress::new(&scans, |_| true);
     bar.phase("verify: reading", progress.total);
+    let skipping = config.mode == RecoveryMode::SkipCorrupt;
 
     let mut lanes = Vec::with_capacity(scans.len());
     for scan in &scans {
         let refused = scan.check(&wal.dir, config.mode).err();
-        // Each lane is read on its own, up to where its scan says it ends,
-        // so that damage in one lane does not hide the others.
+        // Each lane is read on its own, up to where its scan says it ends
+        // (or, skipping, every run of it), so that damage in one lane does
+        // not hide the others.
         let opts = RecoveryOptions {
-            mode: RecoveryMode::PointInTime,
+            mode: if skipping {
+                RecoveryMode::SkipCorrupt
+            } else {
+                RecoveryMode::PointInTime
+            },
             from_checkpoint: false,
             max_epoch: u64::MAX,
             lanes: None,
         };
+        let read = scan.stats(opts.mode).map_err(|e| Failure::from_error(&e))?;
         let mut records = 0u64;
         let mut read_error = None;
         match Recovery::new(wal.io.clone(), &wal.dir, vec![scan.clone()], &opts, None) {
@@ -173,6 +203,8 @@ pub fn run(config: &Config) -> Result<u8, Failure> {
         }
         lanes.push(LaneReport {
             scan,
+            read,
+            skipping,
             records,
             refused,
             read_error,
@@ -211,17 +243,23 @@ fn text_report(config: &Config, wal: &Wal, lanes: &[LaneReport<'_>], sound: bool
             out,
             "lane {}: {}",
             scan.core_id,
-            plural(scan.kept.len() as u64, "segment", "segments"),
+            plural(lane.read.segments, "segment", "segments"),
         );
-        if !scan.kept.is_empty() {
+        if lane.read.segments > 0 {
             let _ = write!(out, " ({})", wal::segment_range(scan));
         }
         let _ = write!(
             out,
             ", {}, {}: ",
             plural(lane.records, "record", "records"),
-            plural(wal::lane_bytes(scan), "byte", "bytes"),
+            plural(lane.read.bytes, "byte", "bytes"),
         );
+        if !lane.read.damaged.is_empty() && lane.read_error.is_none() {
+            push_damaged(&mut out, scan.core_id, &lane.read.damaged);
+            if lane.damage().is_some() {
+                out.push_str("; ");
+            }
+        }
         match (lane.verdict(), lane.damage()) {
             (
                 "corrupt",
@@ -241,7 +279,7 @@ fn text_report(config: &Config, wal: &Wal, lanes: &[LaneReport<'_>], sound: bool
                 }
             }
             (
-                "torn_tail",
+                "torn_tail" | "damaged",
                 Some(Damage {
                     segment,
                     offset,
@@ -262,6 +300,7 @@ fn text_report(config: &Config, wal: &Wal, lanes: &[LaneReport<'_>], sound: bool
                     );
                 }
             }
+            ("damaged", None) => {}
             _ => out.push_str("clean"),
         }
         out.push('\n');
@@ -276,11 +315,13 @@ fn text_report(config: &Config, wal: &Wal, lanes: &[LaneReport<'_>], sound: bool
         );
     }
     let records: u64 = lanes.iter().map(|l| l.records).sum();
-    let bytes: u64 = lanes.iter().map(|l| wal::lane_bytes(l.scan)).sum();
+    let bytes: u64 = lanes.iter().map(|l| l.read.bytes).sum();
     let torn = lanes
         .iter()
-        .filter(|l| l.sound() && l.verdict() == "torn_tail")
+        .filter(|l| l.sound() && l.damage().is_some() && l.verdict() != "corrupt")
         .count() as u64;
+    let ranges: u64 = lanes.iter().map(|l| l.read.damaged.len() as u64).sum();
+    let damaged_bytes: u64 = lanes.iter().map(LaneReport::damaged_bytes).sum();
     let stopped = lanes
         .iter()
         .filter(|l| l.sound() && l.verdict() == "corrupt")
@@ -305,6 +346,14 @@ fn text_report(config: &Config, wal: &Wal, lanes: &[LaneReport<'_>], sound: bool
                 out,
                 "; {} read up to the damage",
                 plural(stopped, "corrupt lane", "corrupt lanes")
+            );
+        }
+        if ranges > 0 {
+            let _ = write!(
+                out,
+                "; {} ({}) skipped",
+                plural(ranges, "damaged range", "damaged ranges"),
+                plural(damaged_bytes, "byte", "bytes"),
             );
         }
     } else {
@@ -337,19 +386,24 @@ fn json_report(config: &Config, wal: &Wal, lanes: &[LaneReport<'_>], sound: bool
     o.field("num_cores", wal.meta.num_cores);
     o.field("segment_bytes", wal.meta.segment_bytes);
     o.field("records", lanes.iter().map(|l| l.records).sum::<u64>());
-    o.field(
-        "bytes",
-        lanes.iter().map(|l| wal::lane_bytes(l.scan)).sum::<u64>(),
-    );
+    o.field("bytes", lanes.iter().map(|l| l.read.bytes).sum::<u64>());
     let count = |verdict: &str| lanes.iter().filter(|l| l.verdict() == verdict).count();
     o.field("torn_tails", count("torn_tail"));
     o.field("corrupt_lanes", count("corrupt"));
     o.field("refused_lanes", lanes.iter().filter(|l| !l.sound()).count());
+    o.field(
+        "damaged_ranges",
+        lanes.iter().map(|l| l.read.damaged.len()).sum::<usize>(),
+    );
+    o.field(
+        "damaged_bytes",
+        lanes.iter().map(LaneReport::damaged_bytes).sum::<u64>(),
+    );
     o.objects(
         "lanes",
         lanes.iter().map(|lane| {
             let scan = lane.scan;
-            let mut l = wal::lane_json(scan, lane.records);
+            let mut l = wal::lane_json(scan, &lane.read, lane.records);
             l.field("verdict", lane.verdict());
             l.field("sound", lane.sound());
             match lane.damage() {
@@ -366,9 +420,52 @@ fn json_report(config: &Config, wal: &Wal, lanes: &[LaneReport<'_>], sound: bool
             }
             let error = lane.read_error.as_ref().or(lane.refused.as_ref());
             l.field("error", error.map(|e| e.to_string()));
+            l.objects(
+                "damaged_ranges",
+                lane.read.damaged.iter().map(|d| {
+                    let mut r = JsonObject::default();
+                    r.field("segment", segment_name(scan.core_id, d.segment_index));
+                    r.field("segment_index", d.segment_index);
+                    r.field("offset", d.offset);
+                    r.field("length", d.length);
+                    r.field("reason", d.kind.to_string());
+                    r
+                }),
+            );
             l
         }),
     );
     o.field("foreign_segments", wal.foreign.len());
     o
+}
+
+/// Damaged ranges shown in a lane's text line; the rest are counted.
+const SHOWN_RANGES: usize = 8;
+
+/// `2 damaged ranges (368 bytes) skipped: wal-...log offset 248 length 184
+/// (frames fail their checksum), ...`.
+fn push_damaged(out: &mut String, core_id: u32, ranges: &[DamagedRange]) {
+    let bytes: u64 = ranges.iter().map(|d| d.length).sum();
+    let _ = write!(
+        out,
+        "{} ({}) skipped: ",
+        plural(ranges.len() as u64, "damaged range", "damaged ranges"),
+        plural(bytes, "byte", "bytes"),
+    );
+    for (i, d) in ranges.iter().take(SHOWN_RANGES).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(
+            out,
+            "{} offset {} length {} ({})",
+            segment_name(core_id, d.segment_index),
+            d.offset,
+            d.length,
+            d.kind
+        );
+    }
+    if ranges.len() > SHOWN_RANGES {
+        let _ = write!(out, ", and {} more", ranges.len() - SHOWN_RANGES);
+    }
 }

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use corewal::meta::Meta;
-use corewal::recovery::{LaneScan, RecoveryMode, Verdict, scan_lane};
+use corewal::recovery::{LaneScan, LaneStats, RecoveryMode, ScanOptions, Verdict, scan_lane_with};
 use corewal::segment::{list_segments, segment_path};
 use corewal::{Error, FileIo};
 
@@ -144,13 +144,15 @@ impl Wal {
     }
 
     /// Scans every lane as `recovery::scan_dir` does, a lane at a time so
-    /// that `bar` can follow (by segment file bytes).
-    pub fn scan(&self, bar: &mut Bar) -> Result<Vec<LaneScan>, Failure> {
+    /// that `bar` can follow (by segment file bytes), collecting what
+    /// reading in `mode` needs.
+    pub fn scan(&self, bar: &mut Bar, mode: RecoveryMode) -> Result<Vec<LaneScan>, Failure> {
         let mut done = 0u64;
         let mut scans = Vec::with_capacity(self.segments.len());
         for (core, indexes) in self.segments.iter().enumerate() {
             let core = core as u32;
-            let scan = scan_lane(&self.io, &self.dir, core, indexes)
+            let opts = ScanOptions::for_mode(mode, 0);
+            let scan = scan_lane_with(&self.io, &self.dir, core, indexes, opts)
                 .map_err(|e| Failure::from_error(&e))?;
             done += indexes
                 .iter()
@@ -199,23 +201,60 @@ impl ReadProgress {
     }
 }
 
-/// Bytes of a lane's valid prefix.
-/// The JSON fields every tool reports for a lane's scan (its records
-/// counted by the caller), in this order.
-pub fn lane_json(scan: &LaneScan, records: u64) -> JsonObject {
+/// The segments a reader reads from a lane and where its data ends: every
+/// run of a scan that collected runs (skip-corrupt), else the valid prefix.
+pub struct Extent {
+    pub first: Option<u64>,
+    pub last: Option<u64>,
+    /// Segment files after `last`.
+    pub past_end: usize,
+    pub end_position: u64,
+}
+
+pub fn extent(scan: &LaneScan) -> Extent {
+    let Some(skip) = &scan.skip else {
+        return Extent {
+            first: scan.kept.first().map(|k| k.index),
+            last: scan.kept.last().map(|k| k.index),
+            past_end: scan.beyond.len(),
+            end_position: scan.end_position,
+        };
+    };
+    let last = skip.runs.last();
+    let past = |index: &&u64| last.is_none_or(|l| **index > l.index);
+    Extent {
+        first: skip.runs.first().map(|r| r.index),
+        last: last.map(|r| r.index),
+        past_end: scan
+            .kept
+            .iter()
+            .map(|k| &k.index)
+            .chain(&scan.beyond)
+            .filter(past)
+            .count(),
+        end_position: last.map_or(scan.start_position, |r| r.end_position()),
+    }
+}
+
+/// The JSON fields every tool reports for a lane: where the scan found its
+/// data, the library's statistics of what a reader gets (`read`), and the
+/// records the caller read back, in this order.
+pub fn lane_json(scan: &LaneScan, read: &LaneStats, records: u64) -> JsonObject {
+    let extent = extent(scan);
     let mut l = JsonObject::default();
     l.field("lane", scan.core_id);
-    l.field("segments", scan.kept.len());
-    l.field("first_segment", scan.kept.first().map(|k| k.index));
-    l.field("last_segment", scan.kept.last().map(|k| k.index));
-    l.field("segments_past_end", scan.beyond.len());
+    l.field("segments", read.segments);
+    l.field("first_segment", extent.first);
+    l.field("last_segment", extent.last);
+    l.field("segments_past_end", extent.past_end);
     l.field("records", records);
-    l.field("bytes", lane_bytes(scan));
+    l.field("bytes", read.bytes);
     l.field("start_position", scan.start_position);
-    l.field("end_position", scan.end_position);
+    l.field("end_position", extent.end_position);
     l
 }
 
+/// Bytes of a lane's valid prefix.
 pub fn lane_bytes(scan: &LaneScan) -> u64 {
     scan.end_position.saturating_sub(scan.start_position)
 }
@@ -225,6 +264,7 @@ pub fn mode_name(mode: RecoveryMode) -> &'static str {
         RecoveryMode::TolerateTornTail => "tolerate",
         RecoveryMode::Absolute => "absolute",
         RecoveryMode::PointInTime => "point-in-time",
+        RecoveryMode::SkipCorrupt => "skip-corrupt",
     }
 }
 
@@ -233,6 +273,7 @@ pub fn parse_mode(name: &str) -> Option<RecoveryMode> {
         "tolerate" | "tolerate-torn-tail" => Some(RecoveryMode::TolerateTornTail),
         "absolute" => Some(RecoveryMode::Absolute),
         "point-in-time" => Some(RecoveryMode::PointInTime),
+        "skip-corrupt" => Some(RecoveryMode::SkipCorrupt),
         _ => None,
     }
 }
@@ -246,11 +287,13 @@ pub fn verdict_name(verdict: Verdict) -> &'static str {
     }
 }
 
-/// `first-last` of a lane's kept segments, `-` when there are none.
+/// `first-last` of the segments a reader reads (see [`extent`]), `-` when
+/// there are none.
 pub fn segment_range(scan: &LaneScan) -> String {
-    match (scan.kept.first(), scan.kept.last()) {
-        (Some(first), Some(last)) if first.index == last.index => first.index.to_string(),
-        (Some(first), Some(last)) => format!("{}-{}", first.index, last.index),
+    let extent = extent(scan);
+    match (extent.first, extent.last) {
+        (Some(first), Some(last)) if first == last => first.to_string(),
+        (Some(first), Some(last)) => format!("{first}-{last}"),
         _ => "-".into(),
     }
 }
