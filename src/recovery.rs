@@ -54,8 +54,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
-use std::thread::JoinHandle;
 
 use crate::checkpoint::Manifest;
 use crate::error::{Error, IoContext, Result};
@@ -1462,16 +1460,9 @@ impl<I: Io> LaneCursor<I> {
     }
 }
 
-/// Records a lane yields at a time, decoded and validated ahead of the
-/// merge.
-const BATCH: usize = 1024;
-
-/// Batches a decoding thread may have ready before it waits for the merge.
-const BATCHES_AHEAD: usize = 2;
-
-/// Up to this many lanes are decoded on threads of their own; more are
-/// decoded by the merging thread as it goes.
-const MAX_DECODING_THREADS: usize = 16;
+/// Records a lane decodes and validates at a time, ahead of the merge: the
+/// merge's own loop then only orders them, and a batch stays in cache.
+const BATCH: usize = 256;
 
 /// One settled record, as offsets into one of its batch's mappings.
 #[derive(Clone, Copy)]
@@ -1502,25 +1493,14 @@ impl<M> Batch<M> {
     }
 }
 
-/// Where a lane's batches come from.
-enum Source<I: Io> {
-    /// Decoded by the merging thread when it needs the next batch.
-    Inline(Box<LaneCursor<I>>),
-    /// Decoded ahead on a thread of its own.
-    Thread {
-        batches: Receiver<Batch<I::Map>>,
-        thread: Option<JoinHandle<()>>,
-    },
-}
-
-/// The merge's view of one lane: the batch being read and where more come
-/// from.
+/// The merge's view of one lane: the batch being read and the cursor that
+/// decodes the next.
 struct Feed<I: Io> {
     core_id: u32,
     batch: Batch<I::Map>,
     /// Index in `batch.items` of the lane's head record.
     next: usize,
-    source: Source<I>,
+    cursor: LaneCursor<I>,
     /// Pages behind the head are released from the mapping being read.
     behind: Behind,
     behind_map: Option<Arc<I::Map>>,
@@ -1567,21 +1547,9 @@ impl<I: Io> Feed<I> {
                 return end.map(|()| None);
             }
             self.next = 0;
-            self.batch = match &mut self.source {
-                Source::Inline(cursor) => {
-                    let mut batch = Batch::new();
-                    cursor.fill(io, dir, max_epoch, &mut batch);
-                    batch
-                }
-                Source::Thread { batches, .. } => batches.recv().unwrap_or_else(|_| Batch {
-                    maps: Vec::new(),
-                    items: Vec::new(),
-                    end: Some(Err(Error::io(
-                        format!("decoding lane {}", self.core_id),
-                        std::io::Error::other("the decoding thread stopped"),
-                    ))),
-                }),
-            };
+            self.batch.items.clear();
+            self.batch.maps.clear();
+            self.cursor.fill(io, dir, max_epoch, &mut self.batch);
         }
     }
 
@@ -1627,50 +1595,6 @@ impl<I: Io> Feed<I> {
     }
 }
 
-impl<I: Io> Drop for Feed<I> {
-    fn drop(&mut self) {
-        if let Source::Thread { batches, thread } = &mut self.source {
-            // Hanging up makes the thread's next send fail, and it stops.
-            drop(std::mem::replace(
-                batches,
-                std::sync::mpsc::sync_channel(0).1,
-            ));
-            if let Some(thread) = thread.take() {
-                let _ = thread.join();
-            }
-        }
-    }
-}
-
-/// Starts a thread that decodes `cursor`'s lane into batches, at most
-/// [`BATCHES_AHEAD`] ahead of the merge. It stops at the lane's end, at an
-/// error (sent as the last batch), or when the merge hangs up.
-fn decode_ahead<I: Io>(
-    mut cursor: LaneCursor<I>,
-    io: I,
-    dir: PathBuf,
-    max_epoch: u64,
-) -> Result<Source<I>> {
-    let (send, batches) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
-    let thread = std::thread::Builder::new()
-        .name(format!("corewal-read-{}", cursor.core_id))
-        .spawn(move || {
-            loop {
-                let mut batch = Batch::new();
-                cursor.fill(&io, &dir, max_epoch, &mut batch);
-                let last = batch.end.is_some();
-                if send.send(batch).is_err() || last {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| Error::io("starting a lane decoding thread", e))?;
-    Ok(Source::Thread {
-        batches,
-        thread: Some(thread),
-    })
-}
-
 /// A streaming k-way merge over lanes, yielding records in
 /// `(epoch, timestamp_ns, core_id, sequence)` order. Memory is bounded by
 /// the number of lanes: one mapped segment per lane, released as it is read.
@@ -1697,10 +1621,8 @@ impl<I: Io> Recovery<I> {
     /// scans must have collected: [`ScanOptions::runs`]). Fails if a scan is
     /// refused by `opts.mode`.
     ///
-    /// Lanes are decoded and validated ahead of the merge, each on a thread
-    /// of its own (up to [`MAX_DECODING_THREADS`] lanes; with more, by the
-    /// calling thread), a few batches of records ahead: the merge then only
-    /// orders records, and memory stays bounded by the number of lanes.
+    /// Each lane is decoded and validated a batch of records at a time,
+    /// ahead of the merge; memory stays bounded by the number of lanes.
     pub fn new(
         io: I,
         dir: &Path,
@@ -1721,8 +1643,6 @@ impl<I: Io> Recovery<I> {
         for scan in scans.iter().filter(|s| wanted(s.core_id)) {
             scan.check(dir, opts.mode)?;
         }
-        let read: Vec<&LaneScan> = scans.iter().filter(|s| wanted(s.core_id)).collect();
-        let threaded = read.len() <= MAX_DECODING_THREADS;
         let mut recovery = Recovery {
             io,
             dir: dir.to_owned(),
@@ -1735,7 +1655,7 @@ impl<I: Io> Recovery<I> {
             stats: Vec::new(),
             checkpoint: None,
         };
-        for scan in read {
+        for scan in scans.iter().filter(|s| wanted(s.core_id)) {
             recovery.stats.push(scan.stats(opts.mode)?);
             let cursor = LaneCursor {
                 core_id: scan.core_id,
@@ -1755,25 +1675,11 @@ impl<I: Io> Recovery<I> {
                     .map_or(0, |c| c.lane_start(scan.core_id)),
                 covered_epoch: checkpoint.as_ref().map(|c| c.epoch),
             };
-            let source = if threaded {
-                decode_ahead(
-                    cursor,
-                    recovery.io.clone(),
-                    recovery.dir.clone(),
-                    opts.max_epoch,
-                )?
-            } else {
-                Source::Inline(Box::new(cursor))
-            };
             recovery.lanes.push(Feed {
                 core_id: scan.core_id,
-                batch: Batch {
-                    maps: Vec::new(),
-                    items: Vec::new(),
-                    end: None,
-                },
+                batch: Batch::new(),
                 next: 0,
-                source,
+                cursor,
                 behind: Behind::default(),
                 behind_map: None,
             });

@@ -920,12 +920,11 @@ fn fill_lanes(io: &MemIo, lanes: u32, per_lane: u32) {
 }
 
 #[test]
-fn lanes_decoded_on_threads_or_inline_merge_the_same() {
-    // 3 lanes are decoded on threads of their own; 20 are more than get
-    // threads, so the merging thread decodes them itself.
+fn many_lanes_each_read_in_batches_merge_in_order() {
+    // 3 lanes of several decoding batches each, and 20 lanes of less than
+    // one: each lane's records come back whole, in order.
     for lanes in [3u32, 20] {
         let io = MemIo::new();
-        // Enough records for several batches of the threaded decoders.
         let per_lane = if lanes == 3 { 3000 } else { 150 };
         fill_lanes(&io, lanes, per_lane);
         let records = read_all(&io, dir()).unwrap();
@@ -975,8 +974,8 @@ fn a_record_damaged_after_open_stops_the_iterator_for_good() {
     m.close().unwrap();
     let mut recovery =
         corewal::Recovery::open(io.clone(), dir(), &RecoveryOptions::default()).unwrap();
-    // Segments are mapped only when the decoding reaches them, a few
-    // batches ahead of the merge: record 7000 has not been read yet.
+    // Segments are mapped only when the decoding reaches them, a batch
+    // ahead of the merge: record 7000 has not been read yet.
     let path = corewal::segment::segment_path(dir(), 0, segment_index);
     let offset = SEGMENT_HEADER_LEN + (positions[7000] - base) as usize;
     io.poke(&path, offset, &[0, 0, 0, 0]);
