@@ -48,8 +48,6 @@ pub struct Manager<I: Io = FileIo> {
     flusher: Mutex<Option<Flusher>>,
     closed: AtomicBool,
     backend: BackendInUse,
-    /// The latest checkpoint; also serialises checkpoint commits and purges.
-    manifest: Mutex<Option<Manifest>>,
     /// The fallback reason as a C string, for the C ABI, which hands out a
     /// pointer that must live as long as the handle.
     backend_reason_c: Option<std::ffi::CString>,
@@ -182,6 +180,7 @@ impl<I: Io> Manager<I> {
             .max(1);
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(epoch),
+            manifest: Mutex::new(Manifest::read(&io, &dir)?),
         });
         let config = LaneConfig {
             dir: dir.clone(),
@@ -208,9 +207,7 @@ impl<I: Io> Manager<I> {
             )
         });
         let backend = io.backend_in_use();
-        let manifest = Manifest::read(&io, &dir)?;
         Ok(Manager {
-            manifest: Mutex::new(manifest),
             io,
             dir,
             shared,
@@ -326,7 +323,11 @@ impl<I: Io> Manager<I> {
                 self.epoch()
             )));
         }
-        let mut latest = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut latest = self
+            .shared
+            .manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(m) = latest.as_ref().filter(|m| m.epoch > epoch) {
             return Err(Error::InvalidArgument(format!(
                 "checkpoint {} already covers epoch {}, later than {epoch}",
@@ -371,7 +372,8 @@ impl<I: Io> Manager<I> {
 
     /// The latest committed checkpoint, if any.
     pub fn latest_checkpoint(&self) -> Option<Manifest> {
-        self.manifest
+        self.shared
+            .manifest
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -382,7 +384,11 @@ impl<I: Io> Manager<I> {
     /// Returns how many were deleted; 0 without a checkpoint.
     pub fn purge(&self) -> Result<usize> {
         self.check_open()?;
-        let latest = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        let latest = self
+            .shared
+            .manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let Some(manifest) = latest.as_ref() else {
             return Ok(0);
         };
