@@ -9,14 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::checkpoint::{MAX_META_BYTES, Manifest};
+use crate::checkpoint::{MAX_META_BYTES, Manifest, ResetMarker};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::io::{BackendInUse, FileIo, Io, IoFile, OpenMode};
 use crate::meta::{LOCK_FILE, Meta};
 use crate::options::Options;
 use crate::recovery::{
-    LaneScan, Recovery, RecoveryOptions, Verdict, header_base, scan_dir_from, scan_lane,
+    LaneScan, Recovery, RecoveryOptions, Verdict, header_base, replay_from, scan_dir_from,
+    scan_lane,
 };
 use crate::segment::{PREPARING_SUFFIX, create_now, list_segments, prepare, segment_path};
 use crate::writer::{Lane, LaneConfig, LaneStart, Resume, Shared, Writer};
@@ -200,6 +201,21 @@ impl<I: Io> Manager<I> {
             })
             .collect::<Result<Vec<_>>>()?;
         let writers: Arc<[Padded<Writer<I>>]> = writers.into();
+        if ResetMarker::read(&io, &dir)?.is_some() {
+            // A crash interrupted a reset after its marker was durable:
+            // finish it before anyone appends.
+            let mut guards = writers
+                .iter()
+                .map(|w| w.enter())
+                .collect::<Result<Vec<_>>>()?;
+            let mut lanes: Vec<&mut Lane<I>> =
+                guards.iter_mut().filter_map(|g| g.as_mut()).collect();
+            let mut manifest = shared.manifest.lock().unwrap_or_else(|e| e.into_inner());
+            finish_reset(&io, &dir, &mut lanes, &mut manifest)?;
+            for (writer, lane) in writers.iter().zip(&lanes) {
+                writer.publish(lane);
+            }
+        }
         let flusher = (options.flusher_interval_us > 0).then(|| {
             start_flusher(
                 writers.clone(),
@@ -299,8 +315,16 @@ impl<I: Io> Manager<I> {
             .from_checkpoint
             .then(|| self.latest_checkpoint())
             .flatten();
-        let scans = scan_dir_from(&self.io, &self.dir, self.num_cores(), checkpoint.as_ref())?;
-        Recovery::new(self.io.clone(), &self.dir, scans, options, checkpoint)
+        let (checkpoint, starts) = replay_from(&self.io, &self.dir, checkpoint)?;
+        let scans = scan_dir_from(&self.io, &self.dir, self.num_cores(), &starts)?;
+        Recovery::starting_at(
+            self.io.clone(),
+            &self.dir,
+            scans,
+            options,
+            checkpoint,
+            &starts,
+        )
     }
 
     /// Commits checkpoint `checkpoint_id` covering every record of `epoch`
@@ -420,6 +444,80 @@ impl<I: Io> Manager<I> {
                 .context(|| format!("syncing {}", self.dir.display()))?;
         }
         Ok(removed)
+    }
+
+    /// Empties every lane (`cw_manager_reset`): afterwards recovery yields
+    /// nothing and the checkpoint manifest is gone. Every writer must be
+    /// idle: if another thread is inside one, this fails with
+    /// [`Error::Busy`] and changes nothing (a poisoned writer:
+    /// [`Error::Poisoned`], nothing changed either). Positions, sequences
+    /// and segment indexes carry on: each lane goes on in a new segment that
+    /// starts at its position, so no segment index is ever used twice and
+    /// no stale frame can validate. The epoch stays. Writers obtained before
+    /// stay valid.
+    ///
+    /// The manifest is removed, not kept: its meta describes a state that
+    /// the replay of these lanes no longer leads to, and its lane starts
+    /// point into records that are gone.
+    ///
+    /// Crash safety: every lane is synced, then the reset marker (each
+    /// lane's position, see [`ResetMarker`]) is written atomically; that is
+    /// the commit point. Before it, nothing has changed. After it, every
+    /// reader starts each lane at the marker's position, so no lane's old
+    /// records are yielded, whichever lanes the reset had reached, and the
+    /// old manifest is ignored; the next open finishes the reset. Then the
+    /// manifest is removed, each lane emptied (a new empty segment made
+    /// durable, then older segments removed lowest first, each removal
+    /// durable, so every lane scans clean at every step), and the marker
+    /// removed last. A failure after the commit point poisons every writer:
+    /// reopening finishes the reset.
+    pub fn reset(&self) -> Result<()> {
+        self.check_open()?;
+        let mut guards = Vec::with_capacity(self.writers.len());
+        for writer in self.writers.iter() {
+            guards.push(writer.enter()?);
+        }
+        let mut lanes = guards
+            .iter_mut()
+            .map(|g| g.as_mut().ok_or(Error::Closed("writer")))
+            .collect::<Result<Vec<_>>>()?;
+        for lane in &lanes {
+            lane.check_usable()?;
+        }
+        let mut manifest = self
+            .shared
+            .manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Each lane's end is made durable first, so that the marker's
+        // positions are where every lane ends, even after a crash.
+        let committed = lanes
+            .iter_mut()
+            .try_for_each(|lane| {
+                lane.drain()?;
+                lane.sync()
+            })
+            .and_then(|()| {
+                ResetMarker {
+                    lane_starts: lanes.iter().map(|l| l.position()).collect(),
+                }
+                .write(&self.io, &self.dir)
+            });
+        let result = committed.and_then(|()| {
+            let finished = finish_reset(&self.io, &self.dir, &mut lanes, &mut manifest);
+            if let Err(e) = &finished {
+                for lane in lanes.iter_mut() {
+                    lane.poison(format!(
+                        "a reset failed part-way ({e}); reopen the directory to finish it"
+                    ));
+                }
+            }
+            finished
+        });
+        for (writer, lane) in self.writers.iter().zip(&lanes) {
+            writer.publish(lane);
+        }
+        result
     }
 
     /// Syncs every lane, stops the flusher, releases the lanes and the lock.
@@ -575,6 +673,23 @@ fn open_lane<I: Io>(
             prepared_next: reusable,
         },
     )
+}
+
+/// What a reset does once its marker is durable; also what an open does
+/// when it finds the marker of a reset a crash interrupted. Every step can
+/// be done again.
+fn finish_reset<I: Io>(
+    io: &I,
+    dir: &Path,
+    lanes: &mut [&mut Lane<I>],
+    manifest: &mut Option<Manifest>,
+) -> Result<()> {
+    Manifest::remove(io, dir)?;
+    *manifest = None;
+    for lane in lanes.iter_mut() {
+        lane.empty()?;
+    }
+    ResetMarker::remove(io, dir)
 }
 
 fn remove<I: Io>(io: &I, dir: &Path, core: u32, index: u64) -> Result<()> {

@@ -26,7 +26,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::Manifest;
+use crate::checkpoint::{Manifest, ResetMarker};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, FRAME_ALIGN, HeaderProblem, OpView, RecordView, SEGMENT_HEADER_LEN, SegmentHeader,
@@ -416,21 +416,22 @@ pub fn scan_dir<I: Io>(io: &I, dir: &Path, lanes: u32) -> Result<Vec<LaneScan>> 
         .collect()
 }
 
-/// Like [`scan_dir`], but each lane's segments wholly before `checkpoint`'s
-/// start for it are left out (only their successors' headers are read).
+/// Like [`scan_dir`], but each lane's segments wholly before its start in
+/// `starts` (0 for a lane beyond it) are left out (only their successors'
+/// headers are read).
 pub fn scan_dir_from<I: Io>(
     io: &I,
     dir: &Path,
     lanes: u32,
-    checkpoint: Option<&Manifest>,
+    starts: &[u64],
 ) -> Result<Vec<LaneScan>> {
     let (per_lane, _) = list_segments(io, dir, lanes)?;
     per_lane
         .iter()
         .enumerate()
         .map(|(core, indexes)| {
+            let start = starts.get(core).copied().unwrap_or(0);
             let core = core as u32;
-            let start = checkpoint.map_or(0, |c| c.lane_start(core));
             let mut first = 0;
             while first + 1 < indexes.len()
                 && start > 0
@@ -441,6 +442,25 @@ pub fn scan_dir_from<I: Io>(
             scan_lane(io, dir, core, &indexes[first..])
         })
         .collect()
+}
+
+/// Where replay of `dir` starts: the checkpoint to start from (`checkpoint`,
+/// when one is wanted) and each lane's start. A reset that a crash cut short
+/// (its marker is still there) hides every lane's records before the
+/// marker's positions, checkpoint or not; there is no checkpoint then, as
+/// the reset was removing it.
+pub fn replay_from<I: Io>(
+    io: &I,
+    dir: &Path,
+    checkpoint: Option<Manifest>,
+) -> Result<(Option<Manifest>, Vec<u64>)> {
+    if let Some(marker) = ResetMarker::read(io, dir)? {
+        return Ok((None, marker.lane_starts));
+    }
+    let starts = checkpoint
+        .as_ref()
+        .map_or_else(Vec::new, |c| c.lane_starts.clone());
+    Ok((checkpoint, starts))
 }
 
 /// The base position in segment `index`'s header, if the header is valid.
@@ -725,6 +745,22 @@ impl<I: Io> Recovery<I> {
         opts: &RecoveryOptions,
         checkpoint: Option<Manifest>,
     ) -> Result<Recovery<I>> {
+        let starts = checkpoint
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.lane_starts.clone());
+        Recovery::starting_at(io, dir, scans, opts, checkpoint, &starts)
+    }
+
+    /// Like [`Recovery::new`], with each lane's replay starting at its
+    /// entry of `starts` (0 beyond it), as [`replay_from`] finds them.
+    pub fn starting_at(
+        io: I,
+        dir: &Path,
+        scans: Vec<LaneScan>,
+        opts: &RecoveryOptions,
+        checkpoint: Option<Manifest>,
+        starts: &[u64],
+    ) -> Result<Recovery<I>> {
         let lane_count = scans.len() as u32;
         if let Some(lanes) = &opts.lanes
             && let Some(bad) = lanes.iter().find(|&&l| l >= lane_count)
@@ -764,9 +800,7 @@ impl<I: Io> Recovery<I> {
                 head: None,
                 behind: Behind::default(),
                 expected_sequence: None,
-                start: checkpoint
-                    .as_ref()
-                    .map_or(0, |c| c.lane_start(scan.core_id)),
+                start: starts.get(scan.core_id as usize).copied().unwrap_or(0),
                 covered_epoch: checkpoint.as_ref().map(|c| c.epoch),
             };
             if let Some(key) = cursor.settle(&recovery.io, &recovery.dir, opts.max_epoch)? {
@@ -784,6 +818,8 @@ impl<I: Io> Recovery<I> {
     /// With `opts.from_checkpoint` and a checkpoint in `dir`, each lane is
     /// read from its checkpoint start: segments wholly before it are neither
     /// scanned nor mapped, and only records of later epochs are yielded.
+    /// Records a crash-interrupted reset discarded are never yielded (see
+    /// [`replay_from`]).
     pub fn open(io: I, dir: &Path, opts: &RecoveryOptions) -> Result<Recovery<I>> {
         let meta = crate::meta::Meta::read(&io, dir)?
             .ok_or_else(|| Error::NotFound(format!("no WAL in {}", dir.display())))?;
@@ -792,8 +828,9 @@ impl<I: Io> Recovery<I> {
         } else {
             None
         };
-        let scans = scan_dir_from(&io, dir, meta.num_cores, checkpoint.as_ref())?;
-        Recovery::new(io, dir, scans, opts, checkpoint)
+        let (checkpoint, starts) = replay_from(&io, dir, checkpoint)?;
+        let scans = scan_dir_from(&io, dir, meta.num_cores, &starts)?;
+        Recovery::starting_at(io, dir, scans, opts, checkpoint, &starts)
     }
 
     /// The checkpoint this iterator starts from, if any.

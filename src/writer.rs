@@ -49,9 +49,9 @@ fn size_hint(op: &OpRef<'_>) -> usize {
 pub(crate) struct Shared {
     pub epoch: AtomicU64,
     /// The latest checkpoint. Its lock also serialises checkpoint commits,
-    /// purges and truncations: a truncation checks the checkpoint's lane
-    /// start under it, and neither of the others may run while a lane's
-    /// suffix goes.
+    /// purges, truncations and resets: a truncation checks the checkpoint's
+    /// lane start under it, and none of the others may run while a lane's
+    /// suffix or a whole WAL goes.
     pub manifest: Mutex<Option<Manifest>>,
 }
 
@@ -1101,7 +1101,7 @@ mod tests {
     use std::path::Path;
 
     use crate::error::Error;
-    use crate::io::{MemIo, SubmitQueue};
+    use crate::io::{Io, MemIo, SubmitQueue};
     use crate::manager::Manager;
     use crate::options::Options;
 
@@ -1164,6 +1164,78 @@ mod tests {
             .map(|c| (c.token, c.result.is_ok()))
             .collect();
         assert_eq!(done, [(token, true)], "its completion stays for poll");
+    }
+
+    #[test]
+    fn reset_while_another_thread_is_inside_a_writer_is_busy_and_changes_nothing() {
+        let io = MemIo::new();
+        let options = Options {
+            num_cores: 2,
+            segment_bytes: 16 << 10,
+            ..Options::default()
+        };
+        let m = Manager::open_with(io.clone(), Path::new("/wal"), &options).unwrap();
+        for core in 0..2 {
+            m.writer(core).unwrap().append_put(b"k", b"v").unwrap();
+        }
+        m.checkpoint(1, b"").unwrap();
+        m.writer(0)
+            .unwrap()
+            .append_put(b"after", b"checkpoint")
+            .unwrap();
+        // Files that hold something: not next segments being prepared in
+        // the background (zeros until they are used).
+        let files = || {
+            let mut names: Vec<String> = io
+                .list(Path::new("/wal"))
+                .unwrap()
+                .into_iter()
+                .filter(|name| {
+                    !name.ends_with(".prep")
+                        && io
+                            .contents(&Path::new("/wal").join(name))
+                            .is_some_and(|bytes| bytes.iter().any(|&b| b != 0))
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        let records = || {
+            let opts = crate::recovery::RecoveryOptions {
+                from_checkpoint: false,
+                ..Default::default()
+            };
+            let mut r =
+                crate::recovery::Recovery::open(io.clone(), Path::new("/wal"), &opts).unwrap();
+            let mut n = 0;
+            while r.next().unwrap().is_some() {
+                n += 1;
+            }
+            n
+        };
+        let before = (
+            files(),
+            records(),
+            m.writer(0).unwrap().position(),
+            m.latest_checkpoint(),
+        );
+        let inside = m.writer(1).unwrap().lane.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(matches!(m.reset(), Err(Error::Busy(what)) if what == "writer 1"));
+            });
+        });
+        drop(inside);
+        let after = (
+            files(),
+            records(),
+            m.writer(0).unwrap().position(),
+            m.latest_checkpoint(),
+        );
+        assert_eq!(before, after);
+        m.writer(0).unwrap().append_put(b"still", b"there").unwrap();
+        m.reset().expect("free again");
+        assert_eq!(m.latest_checkpoint(), None);
     }
 
     #[test]

@@ -1,14 +1,15 @@
-//! Truncation (`cw_writer_truncate`) of SPEC §5: what it keeps and
-//! discards, its argument checks, in-flight syncs, poisoning, and crashes
-//! right after and in the middle of it. Scenarios run on the
-//! fault-injecting backend and on real files through both backends; crashes
-//! only on the fault-injecting one.
+//! Truncation (`cw_writer_truncate`) and reset (`cw_manager_reset`) of SPEC
+//! §5: what they keep and discard, their argument checks, in-flight syncs,
+//! poisoning, and crashes right after and in the middle of them. Scenarios
+//! run on the fault-injecting backend and on real files through both
+//! backends; crashes only on the fault-injecting one.
 
 mod common;
 
 use std::path::Path;
 
 use common::*;
+use corewal::checkpoint::{MANIFEST_FILE, RESET_FILE};
 use corewal::format::SegmentHeader;
 use corewal::io::{FaultOp, Io};
 use corewal::segment::{list_segments, segment_path};
@@ -256,7 +257,14 @@ fn invalid_positions_are_refused_and_nothing_changes() {
     let all = entries(&io, dir(), false);
     assert_eq!(all.iter().filter(|e| e.3.starts_with("put")).count(), 13);
 
+    m.reset().unwrap();
+    w.append_put(b"x", b"after reset").unwrap();
+    refused(positions[9], "below the start");
+    refused(before.0 - 8, "below the start");
+    w.truncate(before.0)
+        .expect("the reset position is the lane's start");
     m.close().unwrap();
+    assert!(entries(&io, dir(), false).is_empty());
 }
 
 #[test]
@@ -451,5 +459,169 @@ fn a_discarded_barrier_is_forgotten_and_written_again() {
     assert_eq!(
         ops(&entries(&io, dir(), false)),
         ["put a epoch 1", "barrier", "put c epoch 2 again"]
+    );
+}
+
+fn reset_then_append<I: Io>(io: &I, dir: &Path, open: Open<'_, I>) {
+    let m = open(2);
+    let (w0, w1) = (m.writer(0).unwrap(), m.writer(1).unwrap());
+    for w in [w0, w1] {
+        put_all(w, "old", 20, &[b'x'; 2000]);
+    }
+    m.checkpoint(7, b"meta").unwrap();
+    for w in [w0, w1] {
+        put_all(w, "later", 3, b"v");
+    }
+    m.purge().unwrap();
+    let positions = [w0.position(), w1.position()];
+    let sequences = [w0.sequence(), w1.sequence()];
+    let last_index: Vec<u64> = (0..2)
+        .map(|c| started(io, dir, c).last().unwrap().0)
+        .collect();
+    let epoch = m.epoch();
+
+    m.reset().unwrap();
+    assert!(entries(io, dir, true).is_empty());
+    assert!(entries(io, dir, false).is_empty());
+    assert_eq!(m.latest_checkpoint(), None);
+    assert!(!io.exists(&dir.join(MANIFEST_FILE)).unwrap());
+    assert!(!io.exists(&dir.join(RESET_FILE)).unwrap());
+    assert_eq!([w0.position(), w1.position()], positions);
+    assert_eq!([w0.sequence(), w1.sequence()], sequences);
+    assert_eq!(m.epoch(), epoch);
+    for core in 0..2u32 {
+        let left = started(io, dir, core);
+        assert_eq!(left.len(), 1, "lane {core}: {left:?}");
+        assert!(
+            left[0].0 > last_index[core as usize],
+            "a segment index was used again"
+        );
+        assert_eq!(left[0].1, positions[core as usize]);
+    }
+
+    // The writers from before go on where they were.
+    assert_eq!(w0.append_put(b"new", b"zero").unwrap(), positions[0]);
+    assert_eq!(w1.append_put(b"new", b"one").unwrap(), positions[1]);
+    m.checkpoint(8, b"after").unwrap();
+    w0.append_put(b"newer", b"zero").unwrap();
+    m.close().unwrap();
+    drop(m);
+    let all = entries(io, dir, false);
+    let puts: Vec<(u32, u64, &str)> = all
+        .iter()
+        .filter(|e| e.3.starts_with("put"))
+        .map(|e| (e.0, e.1, e.3.as_str()))
+        .collect();
+    assert_eq!(
+        puts,
+        [
+            (0, sequences[0], "put new zero"),
+            (1, sequences[1], "put new one"),
+            (0, sequences[0] + 2, "put newer zero")
+        ]
+    );
+    let replayed = entries(io, dir, true);
+    let replayed: Vec<&str> = ops(&replayed)
+        .into_iter()
+        .filter(|op| op.starts_with("put"))
+        .collect();
+    assert_eq!(
+        replayed,
+        ["put newer zero"],
+        "the checkpoint after the reset works"
+    );
+    let m = open(2);
+    assert!(m.writer(0).unwrap().position() > positions[0]);
+}
+
+#[test]
+fn reset_empties_every_lane_and_writers_carry_on() {
+    on_every_backend!(reset_then_append);
+}
+
+/// A WAL of two lanes over several segments with a purged checkpoint,
+/// everything synced; returns what recovery yields from the checkpoint and
+/// from the beginning.
+fn reset_fixture(io: &MemIo) -> (Manager<MemIo>, Entries, Entries) {
+    let m = open(io, 2);
+    for core in 0..2 {
+        put_all(m.writer(core).unwrap(), "old", 12, &[b'x'; 2000]);
+    }
+    m.checkpoint(3, b"snapshot").unwrap();
+    for core in 0..2 {
+        put_all(m.writer(core).unwrap(), "later", 10, &[b'y'; 2000]);
+    }
+    m.purge().unwrap();
+    m.sync_all().unwrap();
+    let from_checkpoint = entries(io, dir(), true);
+    let from_start = entries(io, dir(), false);
+    assert!(from_checkpoint.len() > 20 && from_start.len() > from_checkpoint.len());
+    (m, from_checkpoint, from_start)
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_reset_leaves_all_old_records_or_none() {
+    let (mut finished, mut interrupted) = (0, 0);
+    for op in [
+        FaultOp::SyncData,
+        FaultOp::Write,
+        FaultOp::SyncAll,
+        FaultOp::Rename,
+        FaultOp::SyncDir,
+        FaultOp::Remove,
+    ] {
+        for skip in 0..14 {
+            let io = MemIo::new();
+            let (m, old, old_full) = reset_fixture(&io);
+            io.fail(op, "", skip, Some(1), libc::EIO);
+            let result = m.reset();
+            match &result {
+                Ok(()) => finished += 1,
+                Err(_) => interrupted += 1,
+            }
+            if skip % 2 == 0 {
+                io.crash();
+            } else {
+                io.crash_torn(skip);
+            }
+            drop(m);
+            io.restart();
+            io.clear_faults();
+            let what = format!("{op:?} after {skip}: {result:?}");
+            // Read-only, before any open could finish the reset.
+            let got = entries(&io, dir(), true);
+            let full = entries(&io, dir(), false);
+            let reset = got.is_empty();
+            if reset {
+                assert!(full.is_empty(), "{what}: records before the reset show");
+            } else {
+                assert_eq!(got, old, "{what}");
+                assert_eq!(full, old_full, "{what}");
+                assert!(result.is_err(), "{what}: the reset returned OK");
+            }
+            let m = open(&io, 2);
+            assert_eq!(entries(&io, dir(), true).is_empty(), reset, "{what}");
+            assert!(
+                !io.exists(&dir().join(RESET_FILE)).unwrap(),
+                "{what}: open finishes a reset"
+            );
+            if reset {
+                assert_eq!(m.latest_checkpoint(), None, "{what}");
+                assert!(!io.exists(&dir().join(MANIFEST_FILE)).unwrap(), "{what}");
+            } else {
+                assert_eq!(m.latest_checkpoint().unwrap().checkpoint_id, 3, "{what}");
+            }
+            m.writer(1).unwrap().append_put(b"after", b"crash").unwrap();
+            m.close().unwrap();
+            let last = entries(&io, dir(), true);
+            assert_eq!(last.last().unwrap().3, "put after crash", "{what}");
+            assert_eq!(last.len(), if reset { 1 } else { old.len() + 1 }, "{what}");
+        }
+    }
+    // Background preparations take some of the faults, so which steps fail
+    // varies from run to run; enough of them always do.
+    assert!(
+        finished > 0 && interrupted >= 15,
+        "{finished} finished, {interrupted} interrupted"
     );
 }

@@ -1,4 +1,5 @@
-//! Discarding a lane's data: truncation, a rollback of the lane's suffix.
+//! Discarding a lane's data: truncation (a rollback of the lane's suffix)
+//! and emptying a lane for a reset (`Manager::reset`).
 //!
 //! ## Why a crash during a truncation never leaves a corrupt-looking lane
 //!
@@ -35,15 +36,24 @@
 //! after P (all of its suffix, part of it, or none of it), and once the
 //! call returns, as the lane cut at P. (`CW_RECOVER_ABSOLUTE` refuses the
 //! torn tail a crash inside step 3 can leave, as it refuses any torn write.)
+//!
+//! ## Emptying a lane (reset)
+//!
+//! The lane gets a segment with a fresh index whose header starts at the
+//! lane's position and which holds no frame; it is made durable first. Then
+//! every older segment goes, lowest index first, the directory synced after
+//! each removal, so the lane is always a contiguous run of segments that
+//! ends with the empty one. Which of those old records a reader may see is
+//! decided by the reset marker (see `Manager::reset`), not by this order.
 
 use std::sync::Arc;
 
-use super::{ActiveSegment, Lane};
+use super::{ActiveSegment, Lane, Preparation};
 use crate::error::{Error, IoContext, Result};
-use crate::format::{self, SEGMENT_HEADER_LEN, check_frame, frame_seed};
+use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader, check_frame, frame_seed};
 use crate::io::{Io, IoFile, OpenMode, SubmitQueue};
 use crate::recovery::header_base;
-use crate::segment::{list_segments, segment_path};
+use crate::segment::{create_now, list_segments, segment_path};
 
 /// Frames are read back whatever `max_record_bytes` is now, as recovery
 /// reads them.
@@ -398,6 +408,85 @@ impl<I: Io> Lane<I> {
         if moved {
             self.prepare_next();
         }
+        Ok(())
+    }
+
+    /// Makes the lane empty at its position (for a reset): a segment with a
+    /// fresh index, starting there and holding no frame, made durable; then
+    /// every older segment removed, lowest index first. Position, sequence
+    /// and timestamps carry on. See the module docs.
+    pub(crate) fn empty(&mut self) -> Result<()> {
+        self.drain()?;
+        let core = self.core_id;
+        let dir = self.config.dir.clone();
+        if self.position != self.segment.base_position {
+            let index = self.segment.index + 1;
+            let (ready, unfinished) = self
+                .prepared
+                .take()
+                .map_or((None, None), Preparation::take_if_ready);
+            // A preparation never replaces a segment the writer made, but
+            // nothing may be left running behind the removals either.
+            if let Some(thread) = unfinished {
+                let _ = thread.join();
+            }
+            for thread in self.abandoned.drain(..) {
+                let _ = thread.join();
+            }
+            let file = match ready {
+                Some(file) => file,
+                None => create_now(
+                    &self.io,
+                    &dir,
+                    core,
+                    index,
+                    self.config.segment_bytes,
+                    self.config.preallocate,
+                )?,
+            };
+            let header = SegmentHeader {
+                core_id: core,
+                segment_index: index,
+                base_position: self.position,
+            };
+            let path = segment_path(&dir, core, index);
+            let what = || format!("starting {}", path.display());
+            file.write_at(&header.encode(), 0).context(what)?;
+            file.sync_data().context(what)?;
+            self.segment = ActiveSegment {
+                file: Arc::new(file),
+                index,
+                base_position: self.position,
+                seed: frame_seed(core, index),
+            };
+            self.buf_offset = SEGMENT_HEADER_LEN as u64;
+            self.prepare_next();
+        } else {
+            // Already empty; its header (flushed by the drain) must be
+            // durable before anything before it goes.
+            let path = segment_path(&dir, core, self.segment.index);
+            self.segment
+                .file
+                .sync_data()
+                .context(|| format!("syncing {}", path.display()))?;
+        }
+        let (lanes, _) = list_segments(&self.io, &dir, core + 1)?;
+        for &index in lanes[core as usize]
+            .iter()
+            .filter(|&&i| i < self.segment.index)
+        {
+            let path = segment_path(&dir, core, index);
+            self.io
+                .remove(&path)
+                .context(|| format!("removing {}", path.display()))?;
+            self.io
+                .sync_dir(&dir)
+                .context(|| format!("syncing {}", dir.display()))?;
+        }
+        self.synced_position = self.position;
+        self.last_epoch = None;
+        self.session_start = self.position;
+        self.barriers.forget_from(0, Some(None));
         Ok(())
     }
 }
