@@ -454,7 +454,9 @@ impl<I: Io> Manager<I> {
     /// and segment indexes carry on: each lane goes on in a new segment that
     /// starts at its position, so no segment index is ever used twice and
     /// no stale frame can validate. The epoch stays. Writers obtained before
-    /// stay valid.
+    /// stay valid. (Sequences and the epoch are recovered from records at
+    /// open: a lane still empty when the WAL is reopened starts again at
+    /// sequence 0, and a WAL without any record at epoch 1.)
     ///
     /// The manifest is removed, not kept: its meta describes a state that
     /// the replay of these lanes no longer leads to, and its lane starts
@@ -469,8 +471,8 @@ impl<I: Io> Manager<I> {
     /// manifest is removed, each lane emptied (a new empty segment made
     /// durable, then older segments removed lowest first, each removal
     /// durable, so every lane scans clean at every step), and the marker
-    /// removed last. A failure after the commit point poisons every writer:
-    /// reopening finishes the reset.
+    /// removed last. A failure after the commit point poisons every writer
+    /// and is reported as [`Error::Poisoned`]: reopening finishes the reset.
     pub fn reset(&self) -> Result<()> {
         self.check_open()?;
         let mut guards = Vec::with_capacity(self.writers.len());
@@ -504,15 +506,14 @@ impl<I: Io> Manager<I> {
                 .write(&self.io, &self.dir)
             });
         let result = committed.and_then(|()| {
-            let finished = finish_reset(&self.io, &self.dir, &mut lanes, &mut manifest);
-            if let Err(e) = &finished {
+            finish_reset(&self.io, &self.dir, &mut lanes, &mut manifest).map_err(|e| {
+                let why =
+                    format!("a reset failed part-way ({e}); reopen the directory to finish it");
                 for lane in lanes.iter_mut() {
-                    lane.poison(format!(
-                        "a reset failed part-way ({e}); reopen the directory to finish it"
-                    ));
+                    lane.poison(why.clone());
                 }
-            }
-            finished
+                Error::Poisoned(why)
+            })
         });
         for (writer, lane) in self.writers.iter().zip(&lanes) {
             writer.publish(lane);

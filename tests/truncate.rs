@@ -594,6 +594,10 @@ fn a_crash_at_any_step_of_a_reset_leaves_all_old_records_or_none() {
             let reset = got.is_empty();
             if reset {
                 assert!(full.is_empty(), "{what}: records before the reset show");
+                assert!(
+                    matches!(result, Ok(()) | Err(Error::Poisoned(_))),
+                    "{what}: a reset past its commit point poisons"
+                );
             } else {
                 assert_eq!(got, old, "{what}");
                 assert_eq!(full, old_full, "{what}");
