@@ -99,6 +99,35 @@ void check_async(const std::string &dir) {
   CHECK(opened->close().ok());
 }
 
+// Truncate and reset through the wrapper, on their own WAL.
+void check_truncate_and_reset(const std::string &dir) {
+  corewal::Options options;
+  options.num_cores(1).segment_bytes(65536);
+  corewal::Result<corewal::Manager> opened = corewal::Manager::open(dir, options);
+  CHECK_MSG(opened.ok(), "%s", opened.status().to_string().c_str());
+  corewal::Writer w = opened->writer(0).value_or(corewal::Writer());
+  CHECK(w.put("a", "kept").ok());
+  corewal::Result<uint64_t> b = w.put("b", "discarded");
+  CHECK(b.ok());
+  CHECK(w.put("c", "discarded").ok());
+  CHECK(w.truncate(*b + 1).is(CW_ERR_INVALID_ARGUMENT));
+  corewal::Status st = w.truncate(*b);
+  CHECK_MSG(st.ok(), "%s", st.to_string().c_str());
+  CHECK_EQ(w.position(), *b);
+  CHECK_EQ(w.sequence(), 1);
+  CHECK(w.put("d", "after").value_or(0) == *b);
+  st = opened->reset();
+  CHECK_MSG(st.ok(), "%s", st.to_string().c_str());
+  CHECK_EQ(w.sequence(), 2);
+  {
+    auto live = opened->recover();
+    CHECK(live.ok());
+    corewal::Entry e;
+    CHECK(live->next(e).done());
+  }
+  CHECK(opened->close().ok());
+}
+
 }  // namespace
 
 int main() {
@@ -283,6 +312,7 @@ int main() {
   }  // Recovery, then Manager, destroyed in that order
 
   check_async(std::string(cwt_tmpdir()) + "/async");
+  check_truncate_and_reset(std::string(cwt_tmpdir()) + "/truncate");
 
   CHECK(corewal::version() == CW_VERSION_STRING);
   CHECK(corewal::status_name(CW_ERR_BUSY) == "CW_ERR_BUSY");

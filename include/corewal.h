@@ -646,6 +646,31 @@ cw_status cw_manager_checkpoint(struct cw_manager *manager,
 cw_status cw_manager_purge(struct cw_manager *manager);
 
 /**
+ * Empties every lane: afterwards recovery yields no record of any lane and
+ * the checkpoint manifest is gone (its meta describes a state these lanes
+ * no longer replay to). Lane positions, sequences and segment file
+ * indexes carry on from where they were (each lane goes on in a new
+ * segment starting at its position); the epoch stays. Writers obtained
+ * before stay valid and append after the reset. (Sequences and the epoch
+ * are recovered from records at open: a lane still empty when the WAL is
+ * reopened starts again at sequence 0, and a WAL with no record at all at
+ * epoch 1.)
+ *
+ * Durable and atomic across lanes: a crash before the call returns leaves
+ * either the WAL as it was (old manifest included) or one in which no
+ * lane yields any old record; `cw_manager_open` then finishes the reset.
+ *
+ * Returns CW_OK; CW_ERR_BUSY (another thread is inside one of the writers;
+ * nothing changed); CW_ERR_POISONED (a writer is poisoned, nothing
+ * changed; or the reset failed part-way, and every writer is now
+ * poisoned: reopen the directory to finish it); CW_ERR_INVALID_ARGUMENT
+ * (NULL or closed manager); CW_ERR_IO (nothing changed). Thread safety:
+ * any thread; it never waits for a writer in use (that is CW_ERR_BUSY),
+ * and holds every writer while it runs.
+ */
+cw_status cw_manager_reset(struct cw_manager *manager);
+
+/**
  * Opens a recovery iterator over the manager's lanes as they are on disk
  * (everything appended before the last sync or buffer flush), for replay
  * before appending starts. `opts` may be NULL for defaults.
@@ -779,6 +804,33 @@ cw_status cw_writer_poll(struct cw_writer *writer,
 cw_status cw_writer_wait(struct cw_writer *writer,
                          uint64_t token,
                          struct cw_completion *completion_out);
+
+/**
+ * Discards the writer's records from `position` on (a rollback of the
+ * lane's suffix). `position` must be where one of the lane's records starts
+ * (as an append returned it), at or above the lane's start and the latest
+ * checkpoint's start for this lane; the lane's current position is
+ * accepted and changes nothing.
+ *
+ * Syncs in flight are waited for first (their completions stay for
+ * `cw_writer_poll` / `cw_writer_wait`). Everything discarded is destroyed
+ * durably before CW_OK is returned: no crash brings it back. A crash
+ * during the call leaves the old lane cut at or after `position` (some
+ * discarded records may then come back, never as corruption). Afterwards `cw_writer_position` is `position`, the next record
+ * gets the sequence of the first discarded one, and
+ * `cw_writer_synced_position` is at most `position`. EPOCH_BARRIERs
+ * discarded no longer count for `cw_manager_checkpoint_commit`.
+ *
+ * Returns CW_OK; CW_ERR_INVALID_ARGUMENT (NULL writer, closed manager, or a
+ * `position` that is not a record boundary, beyond the end, below the
+ * lane's start or below the checkpoint's start; nothing changed);
+ * CW_ERR_BUSY; CW_ERR_POISONED (an earlier failure, or this truncation
+ * failed part-way: reopen the directory to recover what is on disk);
+ * CW_ERR_IO (nothing changed). Thread safety: one thread at a time per
+ * writer; it briefly waits for a checkpoint commit or purge in progress.
+ */
+cw_status cw_writer_truncate(struct cw_writer *writer,
+                             uint64_t position);
 
 /**
  * A file descriptor that turns readable when the writer has completions

@@ -355,6 +355,14 @@ class Writer {
     return done;
   }
 
+  // cw_writer_truncate: discards the lane's records from `position` (a
+  // record's position, as an append returned it) on, durably; the next
+  // record takes that position and the first discarded sequence.
+  // CW_ERR_INVALID_ARGUMENT, changing nothing, for any other position.
+  [[nodiscard]] Status truncate(uint64_t position) const {
+    return Status::from(cw_writer_truncate(raw_, position));
+  }
+
   // Readable when poll() may have completions (an eventfd owned by the
   // writer; never close it). -1 for an empty view or a closed writer.
   [[nodiscard]] int event_fd() const noexcept { return cw_writer_event_fd(raw_); }
@@ -542,6 +550,11 @@ class Manager {
   }
 
   [[nodiscard]] Status sync_all() const { return Status::from(cw_manager_sync_all(handle_.get())); }
+
+  // cw_manager_reset: empties every lane and removes the checkpoint;
+  // positions and sequences carry on and Writer views stay valid.
+  // CW_ERR_BUSY, changing nothing, while another thread uses a writer.
+  [[nodiscard]] Status reset() const { return Status::from(cw_manager_reset(handle_.get())); }
 
   // The backend in use (CW_BACKEND_SYNC or CW_BACKEND_IO_URING) and why
   // CW_BACKEND_AUTO fell back ("" when it did not).

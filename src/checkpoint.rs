@@ -7,15 +7,20 @@
 //! an epoch <= E. The manifest is replaced atomically (temp file, fsync,
 //! rename, directory fsync), so a crash at any step leaves the old manifest
 //! or the new one, never neither.
+//!
+//! The reset marker lives here too: a small file that says a reset of every
+//! lane is under way (see `Manager::reset`).
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::io::Io;
 use crate::meta::{open_lines, read_sealed, seal_lines, write_sealed};
 
 /// Name of the manifest inside a WAL directory.
 pub const MANIFEST_FILE: &str = "corewal.manifest";
+/// Name of the marker of a reset under way.
+pub const RESET_FILE: &str = "corewal.reset";
 /// Largest `meta` a checkpoint may carry.
 pub const MAX_META_BYTES: usize = 256 << 10;
 
@@ -107,6 +112,84 @@ impl Manifest {
     pub fn lane_start(&self, core: u32) -> u64 {
         self.lane_starts.get(core as usize).copied().unwrap_or(0)
     }
+
+    /// Removes the manifest of `dir`, durably; no manifest is not an error.
+    pub fn remove<I: Io>(io: &I, dir: &Path) -> Result<()> {
+        remove_durably(io, dir, MANIFEST_FILE)
+    }
+}
+
+/// A reset under way: each lane's position when it began. Everything before
+/// those positions is gone as far as any reader is concerned, whatever is
+/// still on disk. Written (atomically) before a reset touches anything and
+/// removed once every lane is empty, so a crash in between leaves it for
+/// the next open, which finishes the reset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetMarker {
+    pub lane_starts: Vec<u64>,
+}
+
+impl ResetMarker {
+    pub fn encode(&self) -> String {
+        let mut body = format!("corewal-reset\nlanes={}\n", self.lane_starts.len());
+        for (lane, start) in self.lane_starts.iter().enumerate() {
+            body.push_str(&format!("lane.{lane}={start}\n"));
+        }
+        seal_lines(body)
+    }
+
+    pub fn decode(text: &[u8]) -> Result<ResetMarker> {
+        let bad = |why: &str| Error::CorruptMeta(format!("{RESET_FILE}: {why}"));
+        let mut lane_starts = Vec::new();
+        let mut lanes = None;
+        for line in open_lines(text, RESET_FILE, "corewal-reset")? {
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| bad("line without '='"))?;
+            let number = value
+                .parse::<u64>()
+                .map_err(|_| bad(&format!("{key} is not a number")))?;
+            match key {
+                "lanes" if number > u64::from(crate::options::MAX_CORES) => {
+                    return Err(bad("too many lanes"));
+                }
+                "lanes" => lanes = Some(number as usize),
+                _ if key.starts_with("lane.") => lane_starts.push(number),
+                _ => {} // written by a newer version
+            }
+        }
+        if lanes != Some(lane_starts.len()) {
+            return Err(bad("lane count does not match its lane lines"));
+        }
+        Ok(ResetMarker { lane_starts })
+    }
+
+    /// The marker of `dir`; `None` when no reset is under way.
+    pub fn read<I: Io>(io: &I, dir: &Path) -> Result<Option<ResetMarker>> {
+        read_sealed(io, dir, RESET_FILE, ResetMarker::decode)
+    }
+
+    /// Writes the marker of `dir` atomically and durably.
+    pub fn write<I: Io>(&self, io: &I, dir: &Path) -> Result<()> {
+        write_sealed(io, dir, RESET_FILE, &self.encode())
+    }
+
+    /// Removes the marker of `dir`, durably: the reset is over.
+    pub fn remove<I: Io>(io: &I, dir: &Path) -> Result<()> {
+        remove_durably(io, dir, RESET_FILE)
+    }
+}
+
+/// Removes `dir/name` if it exists and makes the removal durable.
+fn remove_durably<I: Io>(io: &I, dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(name);
+    match io.remove(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+    io.sync_dir(dir)
+        .context(|| format!("syncing {}", dir.display()))
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -161,6 +244,36 @@ mod tests {
             );
         }
         assert!(Manifest::decode(b"").is_err());
+    }
+
+    #[test]
+    fn reset_marker_round_trips_and_refuses_damage() {
+        let marker = ResetMarker {
+            lane_starts: vec![0, 4096, u64::MAX],
+        };
+        assert_eq!(
+            ResetMarker::decode(marker.encode().as_bytes()).unwrap(),
+            marker
+        );
+        let text = marker.encode();
+        assert!(ResetMarker::decode(text.replace("lanes=3", "lanes=2").as_bytes()).is_err());
+        assert!(
+            ResetMarker::decode(sample().encode().as_bytes()).is_err(),
+            "a manifest is not a marker"
+        );
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        assert_eq!(ResetMarker::read(&io, dir).unwrap(), None);
+        marker.write(&io, dir).unwrap();
+        io.crash();
+        io.restart();
+        assert_eq!(ResetMarker::read(&io, dir).unwrap(), Some(marker));
+        ResetMarker::remove(&io, dir).unwrap();
+        ResetMarker::remove(&io, dir).expect("removing it twice is fine");
+        io.crash();
+        io.restart();
+        assert_eq!(ResetMarker::read(&io, dir).unwrap(), None, "durably gone");
     }
 
     #[test]

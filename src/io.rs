@@ -568,6 +568,10 @@ impl Io for FileIo {
         // SAFETY: segment files are only written by the writer that owns the
         // lane, under the directory lock, and only past the end a reader has
         // validated; bytes a reader looks at do not change underneath it.
+        // The one exception is a truncation, which zeroes a lane's discarded
+        // suffix: a reader running beside it may see those bytes turn to
+        // zeros, and the iterator decodes each record again before handing
+        // it out, reporting a change as an error instead of yielding it.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
         let _ = map.advise(memmap2::Advice::Sequential);
         Ok(FileMap(Some(map)))

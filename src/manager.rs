@@ -9,14 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::checkpoint::{MAX_META_BYTES, Manifest};
+use crate::checkpoint::{MAX_META_BYTES, Manifest, ResetMarker};
 use crate::error::{Error, IoContext, Result};
 use crate::format::FORMAT_VERSION;
 use crate::io::{BackendInUse, FileIo, Io, IoFile, OpenMode};
 use crate::meta::{LOCK_FILE, Meta};
 use crate::options::Options;
 use crate::recovery::{
-    Recovery, RecoveryOptions, ResumePoint, ScanOptions, header_base, scan_dir_from, scan_lane_with,
+    Recovery, RecoveryOptions, ResumePoint, ScanOptions, header_base, replay_from, scan_dir_from,
+    scan_lane_with,
 };
 use crate::segment::{PREPARING_SUFFIX, create_now, list_segments, prepare, segment_path};
 use crate::writer::{Lane, LaneConfig, LaneStart, Resume, Shared, Writer};
@@ -48,8 +49,6 @@ pub struct Manager<I: Io = FileIo> {
     flusher: Mutex<Option<Flusher>>,
     closed: AtomicBool,
     backend: BackendInUse,
-    /// The latest checkpoint; also serialises checkpoint commits and purges.
-    manifest: Mutex<Option<Manifest>>,
     /// The fallback reason as a C string, for the C ABI, which hands out a
     /// pointer that must live as long as the handle.
     backend_reason_c: Option<std::ffi::CString>,
@@ -190,6 +189,7 @@ impl<I: Io> Manager<I> {
             .max(1);
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(epoch),
+            manifest: Mutex::new(Manifest::read(&io, &dir)?),
         });
         let config = LaneConfig {
             dir: dir.clone(),
@@ -210,6 +210,21 @@ impl<I: Io> Manager<I> {
             })
             .collect::<Result<Vec<_>>>()?;
         let writers: Arc<[Padded<Writer<I>>]> = writers.into();
+        if ResetMarker::read(&io, &dir)?.is_some() {
+            // A crash interrupted a reset after its marker was durable:
+            // finish it before anyone appends.
+            let mut guards = writers
+                .iter()
+                .map(|w| w.enter())
+                .collect::<Result<Vec<_>>>()?;
+            let mut lanes: Vec<&mut Lane<I>> =
+                guards.iter_mut().filter_map(|g| g.as_mut()).collect();
+            let mut manifest = shared.manifest.lock().unwrap_or_else(|e| e.into_inner());
+            finish_reset(&io, &dir, &mut lanes, &mut manifest)?;
+            for (writer, lane) in writers.iter().zip(&lanes) {
+                writer.publish(lane);
+            }
+        }
         let flusher = (options.flusher_interval_us > 0).then(|| {
             start_flusher(
                 writers.clone(),
@@ -217,9 +232,7 @@ impl<I: Io> Manager<I> {
             )
         });
         let backend = io.backend_in_use();
-        let manifest = Manifest::read(&io, &dir)?;
         Ok(Manager {
-            manifest: Mutex::new(manifest),
             io,
             dir,
             shared,
@@ -311,14 +324,16 @@ impl<I: Io> Manager<I> {
             .from_checkpoint
             .then(|| self.latest_checkpoint())
             .flatten();
-        let scans = scan_dir_from(
-            &self.io,
+        let (checkpoint, starts) = replay_from(&self.io, &self.dir, checkpoint)?;
+        let scans = scan_dir_from(&self.io, &self.dir, self.num_cores(), &starts, options.mode)?;
+        Recovery::starting_at(
+            self.io.clone(),
             &self.dir,
-            self.num_cores(),
-            checkpoint.as_ref(),
-            options.mode,
-        )?;
-        Recovery::new(self.io.clone(), &self.dir, scans, options, checkpoint)
+            scans,
+            options,
+            checkpoint,
+            &starts,
+        )
     }
 
     /// Commits checkpoint `checkpoint_id` covering every record of `epoch`
@@ -341,7 +356,11 @@ impl<I: Io> Manager<I> {
                 self.epoch()
             )));
         }
-        let mut latest = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut latest = self
+            .shared
+            .manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(m) = latest.as_ref().filter(|m| m.epoch > epoch) {
             return Err(Error::InvalidArgument(format!(
                 "checkpoint {} already covers epoch {}, later than {epoch}",
@@ -386,7 +405,8 @@ impl<I: Io> Manager<I> {
 
     /// The latest committed checkpoint, if any.
     pub fn latest_checkpoint(&self) -> Option<Manifest> {
-        self.manifest
+        self.shared
+            .manifest
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -397,7 +417,11 @@ impl<I: Io> Manager<I> {
     /// Returns how many were deleted; 0 without a checkpoint.
     pub fn purge(&self) -> Result<usize> {
         self.check_open()?;
-        let latest = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        let latest = self
+            .shared
+            .manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let Some(manifest) = latest.as_ref() else {
             return Ok(0);
         };
@@ -429,6 +453,81 @@ impl<I: Io> Manager<I> {
                 .context(|| format!("syncing {}", self.dir.display()))?;
         }
         Ok(removed)
+    }
+
+    /// Empties every lane (`cw_manager_reset`): afterwards recovery yields
+    /// nothing and the checkpoint manifest is gone. Every writer must be
+    /// idle: if another thread is inside one, this fails with
+    /// [`Error::Busy`] and changes nothing (a poisoned writer:
+    /// [`Error::Poisoned`], nothing changed either). Positions, sequences
+    /// and segment indexes carry on: each lane goes on in a new segment that
+    /// starts at its position, so no segment index is ever used twice and
+    /// no stale frame can validate. The epoch stays. Writers obtained before
+    /// stay valid. (Sequences and the epoch are recovered from records at
+    /// open: a lane still empty when the WAL is reopened starts again at
+    /// sequence 0, and a WAL without any record at epoch 1.)
+    ///
+    /// The manifest is removed, not kept: its meta describes a state that
+    /// the replay of these lanes no longer leads to, and its lane starts
+    /// point into records that are gone.
+    ///
+    /// Crash safety: every lane is synced, then the reset marker (each
+    /// lane's position, see [`ResetMarker`]) is written atomically; that is
+    /// the commit point. Before it, nothing has changed. After it, every
+    /// reader starts each lane at the marker's position, so no lane's old
+    /// records are yielded, whichever lanes the reset had reached, and the
+    /// old manifest is ignored; the next open finishes the reset. Then the
+    /// manifest is removed, each lane emptied (a new empty segment made
+    /// durable, then older segments removed lowest first, each removal
+    /// durable, so every lane scans clean at every step), and the marker
+    /// removed last. A failure after the commit point poisons every writer
+    /// and is reported as [`Error::Poisoned`]: reopening finishes the reset.
+    pub fn reset(&self) -> Result<()> {
+        self.check_open()?;
+        let mut guards = Vec::with_capacity(self.writers.len());
+        for writer in self.writers.iter() {
+            guards.push(writer.enter()?);
+        }
+        let mut lanes = guards
+            .iter_mut()
+            .map(|g| g.as_mut().ok_or(Error::Closed("writer")))
+            .collect::<Result<Vec<_>>>()?;
+        for lane in &lanes {
+            lane.check_usable()?;
+        }
+        let mut manifest = self
+            .shared
+            .manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Each lane's end is made durable first, so that the marker's
+        // positions are where every lane ends, even after a crash.
+        let committed = lanes
+            .iter_mut()
+            .try_for_each(|lane| {
+                lane.drain()?;
+                lane.sync()
+            })
+            .and_then(|()| {
+                ResetMarker {
+                    lane_starts: lanes.iter().map(|l| l.position()).collect(),
+                }
+                .write(&self.io, &self.dir)
+            });
+        let result = committed.and_then(|()| {
+            finish_reset(&self.io, &self.dir, &mut lanes, &mut manifest).map_err(|e| {
+                let why =
+                    format!("a reset failed part-way ({e}); reopen the directory to finish it");
+                for lane in lanes.iter_mut() {
+                    lane.poison(why.clone());
+                }
+                Error::Poisoned(why)
+            })
+        });
+        for (writer, lane) in self.writers.iter().zip(&lanes) {
+            writer.publish(lane);
+        }
+        result
     }
 
     /// Syncs every lane, stops the flusher, releases the lanes and the lock.
@@ -584,6 +683,23 @@ fn open_lane<I: Io>(
             prepared_next: reusable,
         },
     )
+}
+
+/// What a reset does once its marker is durable; also what an open does
+/// when it finds the marker of a reset a crash interrupted. Every step can
+/// be done again.
+fn finish_reset<I: Io>(
+    io: &I,
+    dir: &Path,
+    lanes: &mut [&mut Lane<I>],
+    manifest: &mut Option<Manifest>,
+) -> Result<()> {
+    Manifest::remove(io, dir)?;
+    *manifest = None;
+    for lane in lanes.iter_mut() {
+        lane.empty()?;
+    }
+    ResetMarker::remove(io, dir)
 }
 
 fn remove<I: Io>(io: &I, dir: &Path, core: u32, index: u64) -> Result<()> {

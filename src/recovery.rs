@@ -55,7 +55,7 @@ use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::checkpoint::Manifest;
+use crate::checkpoint::{Manifest, ResetMarker};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, FRAME_ALIGN, HeaderProblem, OpView, RecordView, SEGMENT_HEADER_LEN, SegmentHeader,
@@ -1114,26 +1114,26 @@ fn judge(stop: Option<&Stop>, frames_after: u64, max_mark_after: u64) -> Verdict
 
 /// Scans every lane of `dir`, for lanes `0..lanes`.
 pub fn scan_dir<I: Io>(io: &I, dir: &Path, lanes: u32) -> Result<Vec<LaneScan>> {
-    scan_dir_from(io, dir, lanes, None, RecoveryMode::TolerateTornTail)
+    scan_dir_from(io, dir, lanes, &[], RecoveryMode::TolerateTornTail)
 }
 
-/// Like [`scan_dir`], but each lane's segments wholly before `checkpoint`'s
-/// start for it are left out (only their successors' headers are read), and
-/// the scan collects what reading in `mode` needs. Lanes are scanned on as
-/// many threads as the machine has cores: they are independent, and the
-/// scan is CPU-bound when the log is in the page cache.
+/// Like [`scan_dir`], but each lane's segments wholly before its start in
+/// `starts` (0 for a lane beyond it) are left out (only their successors'
+/// headers are read), and the scan collects what reading in `mode` needs.
+/// Lanes are scanned on as many threads as the machine has cores: they are
+/// independent, and the scan is CPU-bound when the log is in the page cache.
 pub fn scan_dir_from<I: Io>(
     io: &I,
     dir: &Path,
     lanes: u32,
-    checkpoint: Option<&Manifest>,
+    starts: &[u64],
     mode: RecoveryMode,
 ) -> Result<Vec<LaneScan>> {
     let (per_lane, _) = list_segments(io, dir, lanes)?;
     let scan_one = |core: usize| -> Result<LaneScan> {
         let core_id = core as u32;
         let indexes = &per_lane[core];
-        let start = checkpoint.map_or(0, |c| c.lane_start(core_id));
+        let start = starts.get(core).copied().unwrap_or(0);
         let mut first = 0;
         while first + 1 < indexes.len()
             && start > 0
@@ -1180,6 +1180,25 @@ pub fn scan_dir_from<I: Io>(
         .into_iter()
         .map(|r| r.expect("every lane scanned"))
         .collect()
+}
+
+/// Where replay of `dir` starts: the checkpoint to start from (`checkpoint`,
+/// when one is wanted) and each lane's start. A reset that a crash cut short
+/// (its marker is still there) hides every lane's records before the
+/// marker's positions, checkpoint or not; there is no checkpoint then, as
+/// the reset was removing it.
+pub fn replay_from<I: Io>(
+    io: &I,
+    dir: &Path,
+    checkpoint: Option<Manifest>,
+) -> Result<(Option<Manifest>, Vec<u64>)> {
+    if let Some(marker) = ResetMarker::read(io, dir)? {
+        return Ok((None, marker.lane_starts));
+    }
+    let starts = checkpoint
+        .as_ref()
+        .map_or_else(Vec::new, |c| c.lane_starts.clone());
+    Ok((checkpoint, starts))
 }
 
 /// The base position in segment `index`'s header, if the header is valid.
@@ -1630,6 +1649,22 @@ impl<I: Io> Recovery<I> {
         opts: &RecoveryOptions,
         checkpoint: Option<Manifest>,
     ) -> Result<Recovery<I>> {
+        let starts = checkpoint
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.lane_starts.clone());
+        Recovery::starting_at(io, dir, scans, opts, checkpoint, &starts)
+    }
+
+    /// Like [`Recovery::new`], with each lane's replay starting at its
+    /// entry of `starts` (0 beyond it), as [`replay_from`] finds them.
+    pub fn starting_at(
+        io: I,
+        dir: &Path,
+        scans: Vec<LaneScan>,
+        opts: &RecoveryOptions,
+        checkpoint: Option<Manifest>,
+        starts: &[u64],
+    ) -> Result<Recovery<I>> {
         let lane_count = scans.len() as u32;
         if let Some(lanes) = &opts.lanes
             && let Some(bad) = lanes.iter().find(|&&l| l >= lane_count)
@@ -1670,9 +1705,7 @@ impl<I: Io> Recovery<I> {
                 head: None,
                 expected_sequence: None,
                 sequence_floor: 0,
-                start: checkpoint
-                    .as_ref()
-                    .map_or(0, |c| c.lane_start(scan.core_id)),
+                start: starts.get(scan.core_id as usize).copied().unwrap_or(0),
                 covered_epoch: checkpoint.as_ref().map(|c| c.epoch),
             };
             recovery.lanes.push(Feed {
@@ -1699,6 +1732,8 @@ impl<I: Io> Recovery<I> {
     /// With `opts.from_checkpoint` and a checkpoint in `dir`, each lane is
     /// read from its checkpoint start: segments wholly before it are neither
     /// scanned nor mapped, and only records of later epochs are yielded.
+    /// Records a crash-interrupted reset discarded are never yielded (see
+    /// [`replay_from`]).
     pub fn open(io: I, dir: &Path, opts: &RecoveryOptions) -> Result<Recovery<I>> {
         let meta = crate::meta::Meta::read(&io, dir)?
             .ok_or_else(|| Error::NotFound(format!("no WAL in {}", dir.display())))?;
@@ -1707,8 +1742,9 @@ impl<I: Io> Recovery<I> {
         } else {
             None
         };
-        let scans = scan_dir_from(&io, dir, meta.num_cores, checkpoint.as_ref(), opts.mode)?;
-        Recovery::new(io, dir, scans, opts, checkpoint)
+        let (checkpoint, starts) = replay_from(&io, dir, checkpoint)?;
+        let scans = scan_dir_from(&io, dir, meta.num_cores, &starts, opts.mode)?;
+        Recovery::starting_at(io, dir, scans, opts, checkpoint, &starts)
     }
 
     /// The checkpoint this iterator starts from, if any.

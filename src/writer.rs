@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::Manifest;
 use crate::error::{Error, Result};
 use crate::format::{
     Encoder, FRAME_HEADER_LEN, OpRef, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader, frame_seed,
@@ -21,6 +22,8 @@ use crate::format::{
 };
 use crate::io::{Completion, EventFd, Io, IoFile, SubmitQueue};
 use crate::segment::{create_now, prepare};
+
+mod rollback;
 
 /// Barriers a lane remembers for checkpoints (one per epoch is typical).
 const MAX_REMEMBERED_BARRIERS: usize = 64;
@@ -45,6 +48,11 @@ fn size_hint(op: &OpRef<'_>) -> usize {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub epoch: AtomicU64,
+    /// The latest checkpoint. Its lock also serialises checkpoint commits,
+    /// purges, truncations and resets: a truncation checks the checkpoint's
+    /// lane start under it, and none of the others may run while a lane's
+    /// suffix or a whole WAL goes.
+    pub manifest: Mutex<Option<Manifest>>,
 }
 
 /// Settings a lane needs from the manager's options.
@@ -110,7 +118,12 @@ fn run_when_idle() {
 /// another thread; never touched on the ordinary append path.
 #[derive(Debug, Default)]
 pub(crate) struct Barriers {
-    marks: Mutex<VecDeque<(u64, u64, u64, bool)>>,
+    state: Mutex<BarrierState>,
+}
+
+#[derive(Debug, Default)]
+struct BarrierState {
+    marks: VecDeque<(u64, u64, u64, bool)>,
     /// Epoch of the lane's last record from before this session.
     resumed_epoch: Option<u64>,
 }
@@ -118,17 +131,35 @@ pub(crate) struct Barriers {
 impl Barriers {
     fn new(resumed_epoch: Option<u64>) -> Barriers {
         Barriers {
-            marks: Mutex::default(),
-            resumed_epoch,
+            state: Mutex::new(BarrierState {
+                marks: VecDeque::new(),
+                resumed_epoch,
+            }),
         }
     }
 
+    fn state(&self) -> MutexGuard<'_, BarrierState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn remember(&self, epoch: u64, position: u64, end: u64, is_barrier: bool) {
-        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
+        let marks = &mut state.marks;
         if marks.len() == MAX_REMEMBERED_BARRIERS {
             marks.pop_front();
         }
         marks.push_back((epoch, position, end, is_barrier));
+    }
+
+    /// Forgets what a truncation to `position` discarded, so no checkpoint
+    /// trusts a barrier that is gone. `resumed_epoch`: the lane's records
+    /// from before this session, when the truncation reached into them.
+    fn forget_from(&self, position: u64, resumed_epoch: Option<Option<u64>>) {
+        let mut state = self.state();
+        state.marks.retain(|&(_, at, _, _)| at < position);
+        if let Some(resumed) = resumed_epoch {
+            state.resumed_epoch = resumed;
+        }
     }
 
     /// Where replay of the lane starts for a checkpoint covering `epoch`:
@@ -136,13 +167,14 @@ impl Barriers {
     /// lies wholly below `synced`. Records before that position all belong
     /// to `epoch` or earlier.
     fn checkpoint_start(&self, epoch: u64, synced: u64) -> std::result::Result<u64, String> {
-        if let Some(resumed) = self.resumed_epoch.filter(|&r| r > epoch) {
+        let state = self.state();
+        if let Some(resumed) = state.resumed_epoch.filter(|&r| r > epoch) {
             return Err(format!(
                 "has records of epoch {resumed} from before it was reopened, later than {epoch}"
             ));
         }
-        let marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
-        let durable_barrier = marks
+        let durable_barrier = state
+            .marks
             .iter()
             .any(|&(e, _, end, is_barrier)| is_barrier && e > epoch && end <= synced);
         if !durable_barrier {
@@ -150,7 +182,8 @@ impl Barriers {
                 "has no durable EPOCH_BARRIER closing epoch {epoch}"
             ));
         }
-        Ok(marks
+        Ok(state
+            .marks
             .iter()
             .find(|&&(e, _, _, _)| e > epoch)
             .map(|&(_, position, _, _)| position)
@@ -254,6 +287,9 @@ pub(crate) struct Lane<I: Io> {
     next_sequence: u64,
     last_timestamp_ns: i64,
     last_epoch: Option<u64>,
+    /// Records below this position were written before this session (by
+    /// an earlier process).
+    session_start: u64,
     /// Sequence and position when the last sync was submitted, for the
     /// group commit triggers.
     sequence_at_submit: u64,
@@ -311,6 +347,7 @@ impl<I: Io> Lane<I> {
             next_sequence: resume.next_sequence,
             last_timestamp_ns: resume.last_timestamp_ns,
             last_epoch: resume.last_epoch,
+            session_start: resume.position,
             sequence_at_submit: resume.next_sequence,
             position_at_submit: resume.position,
             last_sync: Instant::now(),
@@ -355,14 +392,14 @@ impl<I: Io> Lane<I> {
         self.prepared = Some(Preparation::Running { thread, cancel });
     }
 
-    fn check_usable(&self) -> Result<()> {
+    pub(crate) fn check_usable(&self) -> Result<()> {
         match &self.poisoned {
             Some(why) => Err(Error::Poisoned(why.clone())),
             None => Ok(()),
         }
     }
 
-    fn poison(&mut self, why: String) -> Error {
+    pub(crate) fn poison(&mut self, why: String) -> Error {
         self.poisoned.get_or_insert(why);
         Error::Poisoned(self.poisoned.clone().unwrap_or_default())
     }
@@ -875,7 +912,7 @@ impl<I: Io> Writer<I> {
     }
 
     /// Enters the writer, or reports that another thread is inside.
-    fn enter(&self) -> Result<MutexGuard<'_, Option<Lane<I>>>> {
+    pub(crate) fn enter(&self) -> Result<MutexGuard<'_, Option<Lane<I>>>> {
         match self.lane.try_lock() {
             Ok(guard) => Ok(guard),
             Err(TryLockError::WouldBlock) => Err(Error::Busy(format!("writer {}", self.core_id))),
@@ -896,7 +933,8 @@ impl<I: Io> Writer<I> {
         result
     }
 
-    fn publish(&self, lane: &Lane<I>) {
+    /// Publishes the lane's counters for readers on any thread.
+    pub(crate) fn publish(&self, lane: &Lane<I>) {
         self.position.store(lane.position(), Ordering::Release);
         self.synced_position
             .store(lane.synced_position(), Ordering::Release);
@@ -937,6 +975,20 @@ impl<I: Io> Writer<I> {
     /// Makes everything appended so far durable.
     pub fn sync(&self) -> Result<()> {
         self.with_lane(|lane| lane.sync())
+    }
+
+    /// Discards the lane's records from `position` on (a rollback).
+    /// `position` is a record's position as an append returned it, or the
+    /// lane's position (then nothing happens). Everything discarded is
+    /// destroyed durably before this returns: a crash can never bring it
+    /// back. Syncs in flight are waited for first. The next record gets the
+    /// position and sequence of the first discarded one.
+    ///
+    /// Fails with [`Error::InvalidArgument`] (nothing changes) for a position
+    /// that is not a record boundary, beyond the end, below the lane's start
+    /// or below the latest checkpoint's start for this lane.
+    pub fn truncate(&self, position: u64) -> Result<()> {
+        self.with_lane(|lane| lane.truncate(position))
     }
 
     /// Runs `f` on the lane, waiting for a thread that is inside the writer
@@ -1054,7 +1106,7 @@ mod tests {
     use std::path::Path;
 
     use crate::error::Error;
-    use crate::io::MemIo;
+    use crate::io::{Io, MemIo, SubmitQueue};
     use crate::manager::Manager;
     use crate::options::Options;
 
@@ -1080,6 +1132,115 @@ mod tests {
         drop(inside);
         w.append_put(b"k", b"v").expect("free again");
         assert_eq!(w.sequence(), 1);
+    }
+
+    #[test]
+    fn truncate_waits_for_every_sync_in_flight() {
+        let options = Options {
+            num_cores: 1,
+            segment_bytes: 16 << 10,
+            ..Options::default()
+        };
+        let m = Manager::open_with(MemIo::new(), Path::new("/wal"), &options).unwrap();
+        let w = m.writer(0).unwrap();
+        let positions: Vec<u64> = (0..10u32)
+            .map(|i| w.append_put(&i.to_be_bytes(), b"v").unwrap())
+            .collect();
+        // A background segment sync that is still running: the next sync
+        // takes it over and cannot complete before it.
+        let slow = std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Ok(())
+        });
+        w.lane.lock().unwrap().as_mut().unwrap().retiring.push(slow);
+        let token = w.sync_submit().unwrap();
+        assert!(
+            !w.lane.lock().unwrap().as_ref().unwrap().pending.is_empty(),
+            "the sync is still in flight"
+        );
+        w.truncate(positions[4]).unwrap();
+        let guard = w.lane.lock().unwrap();
+        let lane = guard.as_ref().unwrap();
+        assert!(lane.pending.is_empty() && lane.retiring.is_empty());
+        assert_eq!(lane.queue.in_flight(), 0);
+        let done: Vec<_> = lane
+            .finished
+            .iter()
+            .map(|c| (c.token, c.result.is_ok()))
+            .collect();
+        assert_eq!(done, [(token, true)], "its completion stays for poll");
+    }
+
+    #[test]
+    fn reset_while_another_thread_is_inside_a_writer_is_busy_and_changes_nothing() {
+        let io = MemIo::new();
+        let options = Options {
+            num_cores: 2,
+            segment_bytes: 16 << 10,
+            ..Options::default()
+        };
+        let m = Manager::open_with(io.clone(), Path::new("/wal"), &options).unwrap();
+        for core in 0..2 {
+            m.writer(core).unwrap().append_put(b"k", b"v").unwrap();
+        }
+        m.checkpoint(1, b"").unwrap();
+        m.writer(0)
+            .unwrap()
+            .append_put(b"after", b"checkpoint")
+            .unwrap();
+        // Files that hold something: not next segments being prepared in
+        // the background (zeros until they are used).
+        let files = || {
+            let mut names: Vec<String> = io
+                .list(Path::new("/wal"))
+                .unwrap()
+                .into_iter()
+                .filter(|name| {
+                    !name.ends_with(".prep")
+                        && io
+                            .contents(&Path::new("/wal").join(name))
+                            .is_some_and(|bytes| bytes.iter().any(|&b| b != 0))
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        let records = || {
+            let opts = crate::recovery::RecoveryOptions {
+                from_checkpoint: false,
+                ..Default::default()
+            };
+            let mut r =
+                crate::recovery::Recovery::open(io.clone(), Path::new("/wal"), &opts).unwrap();
+            let mut n = 0;
+            while r.next().unwrap().is_some() {
+                n += 1;
+            }
+            n
+        };
+        let before = (
+            files(),
+            records(),
+            m.writer(0).unwrap().position(),
+            m.latest_checkpoint(),
+        );
+        let inside = m.writer(1).unwrap().lane.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(matches!(m.reset(), Err(Error::Busy(what)) if what == "writer 1"));
+            });
+        });
+        drop(inside);
+        let after = (
+            files(),
+            records(),
+            m.writer(0).unwrap().position(),
+            m.latest_checkpoint(),
+        );
+        assert_eq!(before, after);
+        m.writer(0).unwrap().append_put(b"still", b"there").unwrap();
+        m.reset().expect("free again");
+        assert_eq!(m.latest_checkpoint(), None);
     }
 
     #[test]
