@@ -80,6 +80,11 @@ pub trait SubmitQueue: Send + 'static {
     fn write(&mut self, file: &Arc<Self::File>, buf: Vec<u8>, offset: u64);
     /// Queues an fdatasync of `file` that covers every write queued before it.
     fn sync(&mut self, file: &Arc<Self::File>, token: u64);
+    /// Like [`write`](Self::write), for a write a sync follows at once: a
+    /// queue may then do it on the calling thread.
+    fn write_now(&mut self, file: &Arc<Self::File>, buf: Vec<u8>, offset: u64) {
+        self.write(file, buf, offset);
+    }
     /// Like [`sync`](Self::sync), for a caller that waits for this sync
     /// right away: a queue may then do the fdatasync on the calling thread.
     fn sync_now(&mut self, file: &Arc<Self::File>, token: u64) {
@@ -90,7 +95,10 @@ pub trait SubmitQueue: Send + 'static {
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>);
     /// Operations queued and not yet reaped.
     fn in_flight(&self) -> usize;
-    /// From now on, signal `event` whenever a completion becomes ready.
+    /// From now on, signal `event` whenever a sync queued with
+    /// [`sync`](Self::sync) finishes, or an operation a queued sync waits
+    /// for. Writes that no queued sync waits for and the `*_now` operations
+    /// (their caller reaps them at once) need not signal it.
     fn attach_event(&mut self, event: Arc<EventFd>) -> io::Result<()>;
 }
 
@@ -210,6 +218,28 @@ pub trait Io: Clone + Send + Sync + 'static {
 /// Upper bound for metadata-sized files read whole.
 const MAX_SMALL_FILE: u64 = 1 << 20;
 
+/// Writes all of `buf` at `offset` now, as a finished write [`Completion`]
+/// that says how much reached the file.
+pub(crate) fn write_whole<F: IoFile + ?Sized>(file: &F, buf: Vec<u8>, offset: u64) -> Completion {
+    let mut written = 0;
+    let result = loop {
+        if written == buf.len() {
+            break Ok(());
+        }
+        match file.write_some_at(&buf[written..], offset + written as u64) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    Completion::Write {
+        buf,
+        result,
+        written,
+    }
+}
+
 /// A queue that performs each operation as it is submitted; completions are
 /// ready at once. The sync backend, and the queue of [`MemIo`].
 pub struct BlockingQueue<F> {
@@ -229,9 +259,12 @@ impl<F> Default for BlockingQueue<F> {
 }
 
 impl<F> BlockingQueue<F> {
-    fn finish(&mut self, completion: Completion) {
+    /// Keeps a finished operation for reap; `signal`: make the event fd
+    /// readable too (only a sync someone may be waiting on needs it, and a
+    /// signal costs a system call).
+    fn finish(&mut self, completion: Completion, signal: bool) {
         self.done.push_back(completion);
-        if let Some(event) = &self.event {
+        if let Some(event) = self.event.as_ref().filter(|_| signal) {
             event.signal();
         }
     }
@@ -241,28 +274,18 @@ impl<F: IoFile> SubmitQueue for BlockingQueue<F> {
     type File = F;
 
     fn write(&mut self, file: &Arc<F>, buf: Vec<u8>, offset: u64) {
-        let mut written = 0;
-        let result = loop {
-            if written == buf.len() {
-                break Ok(());
-            }
-            match file.write_some_at(&buf[written..], offset + written as u64) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        self.finish(Completion::Write {
-            buf,
-            result,
-            written,
-        });
+        // Done before any later sync is queued: no sync waits for it.
+        self.finish(write_whole(&**file, buf, offset), false);
     }
 
     fn sync(&mut self, file: &Arc<F>, token: u64) {
         let result = file.sync_data();
-        self.finish(Completion::Sync { token, result });
+        self.finish(Completion::Sync { token, result }, true);
+    }
+
+    fn sync_now(&mut self, file: &Arc<F>, token: u64) {
+        let result = file.sync_data();
+        self.finish(Completion::Sync { token, result }, false);
     }
 
     fn reap(&mut self, _wait: bool, out: &mut Vec<Completion>) {
@@ -388,6 +411,10 @@ impl SubmitQueue for FileQueue {
 
     fn sync_now(&mut self, file: &Arc<File>, token: u64) {
         self.active().sync_now(file, token)
+    }
+
+    fn write_now(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        self.active().write_now(file, buf, offset)
     }
 
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {

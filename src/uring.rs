@@ -21,11 +21,15 @@
 //!   until all of it is written, so the syncs after it wait for that too.
 //!   Syncs may run side by side and finish in any order; the writer hands
 //!   them out in token order.
-//! - **A sync the caller waits for at once** ([`SubmitQueue::sync_now`]) is
-//!   an `fdatasync(2)` on the calling thread, once the writes before it have
-//!   completed. The kernel runs an io_uring fsync on an io-wq worker thread
-//!   (it cannot be done without blocking), so through the ring a blocking
-//!   sync would pay two thread wake-ups for nothing.
+//! - **Work the caller waits for anyway runs on its own thread.** The
+//!   kernel runs an io_uring fsync on an io-wq worker thread (it cannot be
+//!   done without blocking), and here often a buffered write too, so a ring
+//!   request the caller waits for costs thread wake-ups for nothing. A sync
+//!   the caller waits for at once ([`SubmitQueue::sync_now`]) is an
+//!   `fdatasync(2)` on the calling thread, once the writes before it have
+//!   completed; the write just before a sync ([`SubmitQueue::write_now`]) is
+//!   a `pwrite(2)`. Writes of full buffers stay on the ring, where they
+//!   overlap with the appends that follow.
 //! - **No lost completions.** At most as many requests as the completion
 //!   queue has entries are in the kernel at once (more are held in a
 //!   user-space backlog), so the CQ cannot overflow even on kernels without
@@ -47,7 +51,7 @@ use std::sync::{Arc, Weak};
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
-use crate::io::{Completion, EventFd, SubmitQueue};
+use crate::io::{Completion, EventFd, SubmitQueue, write_whole};
 
 /// The environment variable that, set to anything but `""` or `"0"`, makes
 /// [`probe`] and [`UringQueue::new`] fail as if the kernel had no io_uring.
@@ -788,6 +792,20 @@ impl SubmitQueue for UringQueue {
         self.queue(file, OpKind::Sync { token });
     }
 
+    fn write_now(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        if self.broken.is_some() || buf.is_empty() {
+            return self.write(file, buf, offset);
+        }
+        let mut done = write_whole(&**file, buf, offset);
+        if let Completion::Write { result, .. } = &mut done
+            && let Some(errno) = self.take_injection(InjectOp::Write)
+        {
+            *result = Err(io::Error::from_raw_os_error(errno));
+        }
+        // Reaped by the caller at once: no need to signal the event fd.
+        self.ready.push_back(done);
+    }
+
     fn sync_now(&mut self, file: &Arc<File>, token: u64) {
         let ptr = Arc::as_ptr(file);
         let seq = self.next_seq;
@@ -803,7 +821,8 @@ impl SubmitQueue for UringQueue {
             (Some(errno), _) | (None, Some(errno)) => Err(io::Error::from_raw_os_error(errno)),
             (None, None) => file.sync_data(),
         };
-        self.finish_now(Completion::Sync { token, result });
+        // Reaped by the caller at once: no need to signal the event fd.
+        self.ready.push_back(Completion::Sync { token, result });
     }
 
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {
@@ -1146,6 +1165,31 @@ mod tests {
         assert!(
             matches!(out[2], Completion::Sync { token: 4, result: Err(ref e) } if e.raw_os_error() == Some(libc::EIO))
         );
+    }
+
+    #[test]
+    fn write_now_is_done_at_once_and_takes_injected_failures() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = temp_file(&dir, "seg");
+        let mut q = queue(8);
+        let buf = pattern(9, 5000);
+        q.write_now(&file, buf.clone(), 0);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            buf,
+            "written before the call returns"
+        );
+        q.inject_failure(InjectOp::Write, libc::EIO);
+        q.write_now(&file, pattern(10, 100), 5000);
+        let mut out = Vec::new();
+        q.reap(false, &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(matches!(&out[0], Completion::Write { buf: b, result: Ok(()), .. } if *b == buf));
+        assert!(
+            matches!(&out[1], Completion::Write { result: Err(e), .. } if e.raw_os_error() == Some(libc::EIO))
+        );
+        assert_eq!(q.in_flight(), 0);
     }
 
     #[test]

@@ -527,6 +527,12 @@ impl<I: Io> Lane<I> {
 
     /// Hands the buffered bytes to the queue as one write.
     fn flush(&mut self) -> Result<()> {
+        self.flush_with(false)
+    }
+
+    /// [`Lane::flush`]; `now`: a sync follows at once, so the queue may do
+    /// the write on this thread.
+    fn flush_with(&mut self, now: bool) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -536,7 +542,12 @@ impl<I: Io> Lane<I> {
             .unwrap_or_else(|| Vec::with_capacity(WRITE_BUF_BYTES));
         let buf = std::mem::replace(&mut self.buf, fresh);
         let len = buf.len() as u64;
-        self.queue.write(&self.segment.file, buf, self.buf_offset);
+        if now {
+            self.queue
+                .write_now(&self.segment.file, buf, self.buf_offset);
+        } else {
+            self.queue.write(&self.segment.file, buf, self.buf_offset);
+        }
         self.buf_offset += len;
         self.reap(false)
     }
@@ -735,7 +746,9 @@ impl<I: Io> Lane<I> {
     /// do it on this thread.
     fn submit_sync(&mut self, report: bool, now: bool) -> Result<u64> {
         self.check_usable()?;
-        self.flush()?;
+        // The sync waits for this write anyway: done here, it needs no
+        // hand-off to the kernel's workers.
+        self.flush_with(true)?;
         let token = self.next_token;
         self.next_token += 1;
         self.pending.push_back(PendingSync {

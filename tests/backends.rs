@@ -207,6 +207,38 @@ fn io_uring_failed_write_completion_poisons() {
 }
 
 #[test]
+fn io_uring_failed_write_of_a_full_buffer_poisons() {
+    // A full write buffer goes out through the ring (the write before a
+    // sync is done directly): fail that one.
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
+    let w = m.writer(0).unwrap();
+    io.inject_failure(InjectOp::Write, libc::EIO);
+    let value = vec![7u8; 4096];
+    let mut appended = 0;
+    let failed = loop {
+        match w.append_put(b"k", &value) {
+            Ok(_) => appended += 1,
+            Err(e) => break Some(e),
+        }
+        if appended == 200 {
+            // 800 KiB: several full buffers went out by now.
+            break None;
+        }
+    };
+    let outcome = match failed {
+        Some(e) => Err(e),
+        None => w.sync(),
+    };
+    assert!(
+        matches!(&outcome, Err(Error::Poisoned(m)) if m.contains("write")),
+        "{outcome:?}"
+    );
+    assert_eq!(w.synced_position(), 0);
+    assert!(matches!(w.append_put(b"b", b"2"), Err(Error::Poisoned(_))));
+}
+
+#[test]
 fn io_uring_cancelled_write_is_a_failure_too() {
     let tmp = tempfile::tempdir().unwrap();
     let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
