@@ -816,8 +816,9 @@ cw_status cw_writer_wait(struct cw_writer *writer,
  * `cw_writer_poll` / `cw_writer_wait`). Everything discarded is destroyed
  * durably before CW_OK is returned: no crash brings it back. A crash
  * during the call leaves the old lane cut at or after `position` (some
- * discarded records may then come back, never as corruption). Afterwards `cw_writer_position` is `position`, the next record
- * gets the sequence of the first discarded one, and
+ * discarded records may then come back, never as corruption). Afterwards
+ * `cw_writer_position` is `position`, the next record gets the sequence
+ * of the first discarded one, and
  * `cw_writer_synced_position` is at most `position`. EPOCH_BARRIERs
  * discarded no longer count for `cw_manager_checkpoint_commit`.
  *
@@ -829,8 +830,7 @@ cw_status cw_writer_wait(struct cw_writer *writer,
  * CW_ERR_IO (nothing changed). Thread safety: one thread at a time per
  * writer; it briefly waits for a checkpoint commit or purge in progress.
  */
-cw_status cw_writer_truncate(struct cw_writer *writer,
-                             uint64_t position);
+cw_status cw_writer_truncate(struct cw_writer *writer, uint64_t position);
 
 /**
  * A file descriptor that turns readable when the writer has completions

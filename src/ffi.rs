@@ -1198,8 +1198,9 @@ pub extern "C" fn cw_writer_wait(
 /// `cw_writer_poll` / `cw_writer_wait`). Everything discarded is destroyed
 /// durably before CW_OK is returned: no crash brings it back. A crash
 /// during the call leaves the old lane cut at or after `position` (some
-/// discarded records may then come back, never as corruption). Afterwards `cw_writer_position` is `position`, the next record
-/// gets the sequence of the first discarded one, and
+/// discarded records may then come back, never as corruption). Afterwards
+/// `cw_writer_position` is `position`, the next record gets the sequence
+/// of the first discarded one, and
 /// `cw_writer_synced_position` is at most `position`. EPOCH_BARRIERs
 /// discarded no longer count for `cw_manager_checkpoint_commit`.
 ///
