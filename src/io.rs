@@ -597,8 +597,10 @@ impl Io for FileIo {
         // validated; bytes a reader looks at do not change underneath it.
         // The one exception is a truncation, which zeroes a lane's discarded
         // suffix: a reader running beside it may see those bytes turn to
-        // zeros, and the iterator decodes each record again before handing
-        // it out, reporting a change as an error instead of yielding it.
+        // zeros. The mapping stays valid (files are never shrunk under it),
+        // every record is validated when it is decoded, and what is handed
+        // out are slices inside the mapping, so such a reader sees changed
+        // bytes or gets an error, never memory outside the mapping.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
         let _ = map.advise(memmap2::Advice::Sequential);
         Ok(FileMap(Some(map)))
