@@ -694,7 +694,8 @@ fn stats_count_what_was_written() {
     assert_eq!(v["records"].as_u64(), Some(s.records.len() as u64));
     assert_eq!(v["first_epoch"].as_u64(), Some(s.first_epoch));
     assert_eq!(v["last_epoch"].as_u64(), Some(s.second_epoch));
-    // Two preallocated segments per lane, the metadata and the lock.
+    // A preallocated segment per lane (plus the next one where the idle-
+    // priority preparer got to run before close), the metadata and the lock.
     let mut on_disk = 0;
     let mut files = 0;
     for entry in std::fs::read_dir(tmp.path()).unwrap() {
@@ -703,7 +704,7 @@ fn stats_count_what_was_written() {
     }
     assert_eq!(v["files"].as_u64(), Some(files));
     assert_eq!(v["disk_bytes"].as_u64(), Some(on_disk));
-    assert!(on_disk >= 4 * 65536, "{on_disk}");
+    assert!(on_disk >= 2 * 65536, "{on_disk}");
     for lane in 0..2u32 {
         let l = &v["lanes"][lane as usize];
         let mine: Vec<_> = s.records.iter().filter(|r| r.0 == lane).collect();
