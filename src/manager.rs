@@ -19,7 +19,9 @@ use crate::recovery::{
     Recovery, RecoveryOptions, ResumePoint, ScanOptions, header_base, replay_from, scan_dir_from,
     scan_lane_with,
 };
-use crate::segment::{PREPARING_SUFFIX, create_now, list_segments, prepare, segment_path};
+use crate::segment::{
+    PREPARING_SUFFIX, create_now, list_segments, prepare, remove_segment, segment_path,
+};
 use crate::writer::{Lane, LaneConfig, LaneStart, Resume, Shared, Writer};
 
 /// Keeps each writer on its own cache lines, so two cores appending to two
@@ -440,7 +442,7 @@ impl<I: Io> Manager<I> {
                 }
                 match header_base(&self.io, &self.dir, core as u32, next)? {
                     Some(base) if base <= start => {
-                        remove(&self.io, &self.dir, core as u32, index)?;
+                        remove_segment(&self.io, &self.dir, core as u32, index)?;
                         removed += 1;
                     }
                     _ => break,
@@ -591,7 +593,7 @@ fn open_lane<I: Io>(
     let Some(last) = resume.end else {
         // Nothing usable: start the lane afresh.
         for &index in &resume.beyond {
-            remove(io, dir, core, index)?;
+            remove_segment(io, dir, core, index)?;
         }
         io.sync_dir(dir)
             .context(|| format!("syncing {}", dir.display()))?;
@@ -649,7 +651,7 @@ fn open_lane<I: Io>(
                 continue;
             }
         }
-        remove(io, dir, core, index)?;
+        remove_segment(io, dir, core, index)?;
         removed = true;
     }
     if removed {
@@ -700,12 +702,6 @@ fn finish_reset<I: Io>(
         lane.empty()?;
     }
     ResetMarker::remove(io, dir)
-}
-
-fn remove<I: Io>(io: &I, dir: &Path, core: u32, index: u64) -> Result<()> {
-    let path = segment_path(dir, core, index);
-    io.remove(&path)
-        .context(|| format!("removing {}", path.display()))
 }
 
 /// Overwrites `file` with zeros from `offset` to its end, durably.

@@ -125,6 +125,14 @@ pub fn prepare<I: Io>(
     Ok(file)
 }
 
+/// Removes segment `index` of lane `core_id`. Not durable by itself: sync
+/// the directory after the removals that must stick.
+pub fn remove_segment<I: Io>(io: &I, dir: &Path, core_id: u32, index: u64) -> Result<()> {
+    let path = segment_path(dir, core_id, index);
+    io.remove(&path)
+        .context(|| format!("removing {}", path.display()))
+}
+
 /// Makes segment `index` of `core_id` at once: created (or opened, if a
 /// preparation published it meanwhile), blocks reserved with `preallocate`,
 /// its name durable. Not zero-filled: its first syncs may cost a little more.

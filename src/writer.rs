@@ -651,17 +651,8 @@ impl<I: Io> Lane<I> {
                 if !front.queue_done || (!background_done && !block) {
                     break;
                 }
-                for handle in front.retiring.drain(..) {
-                    let failed = match handle.join() {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => "the syncing thread panicked".to_string(),
-                    };
-                    self.poisoned.get_or_insert(format!(
-                        "fdatasync of a full segment of lane {} failed: {failed}",
-                        self.core_id
-                    ));
-                }
+                let handles = std::mem::take(&mut front.retiring);
+                self.join_retiring(handles);
             }
             let front = self.pending.pop_front().expect("checked above");
             let result = match &self.poisoned {
@@ -682,6 +673,22 @@ impl<I: Io> Lane<I> {
                     result,
                 });
             }
+        }
+    }
+
+    /// Waits for background fdatasyncs of full segments; a failed one
+    /// poisons the writer.
+    fn join_retiring(&mut self, handles: Vec<JoinHandle<std::io::Result<()>>>) {
+        for handle in handles {
+            let failed = match handle.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the syncing thread panicked".to_string(),
+            };
+            self.poisoned.get_or_insert(format!(
+                "fdatasync of a full segment of lane {} failed: {failed}",
+                self.core_id
+            ));
         }
     }
 

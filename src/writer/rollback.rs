@@ -53,7 +53,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader, check_frame, frame_seed};
 use crate::io::{Io, IoFile, OpenMode, SubmitQueue};
 use crate::recovery::header_base;
-use crate::segment::{create_now, list_segments, segment_path};
+use crate::segment::{create_now, list_segments, remove_segment, segment_path};
 
 /// Frames are read back whatever `max_record_bytes` is now, as recovery
 /// reads them.
@@ -130,6 +130,15 @@ fn zero<F: IoFile>(file: &F, from: u64, to: u64) -> std::io::Result<()> {
 }
 
 impl<I: Io> Lane<I> {
+    /// Removes one of this lane's segments and makes the removal durable.
+    fn remove_segment_durably(&self, index: u64) -> Result<()> {
+        let dir = &self.config.dir;
+        remove_segment(&self.io, dir, self.core_id, index)?;
+        self.io
+            .sync_dir(dir)
+            .context(|| format!("syncing {}", dir.display()))
+    }
+
     /// Writes out the buffer and waits for every queued write, submitted
     /// sync and background segment sync, so that nothing in flight refers
     /// to bytes about to change. Finished syncs stay for poll and wait.
@@ -142,17 +151,8 @@ impl<I: Io> Lane<I> {
         // Every queued fdatasync has completed; this waits for the
         // background syncs of full segments the pending syncs took over.
         self.complete_syncs(true);
-        for handle in std::mem::take(&mut self.retiring) {
-            let failed = match handle.join() {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "the syncing thread panicked".to_string(),
-            };
-            self.poisoned.get_or_insert(format!(
-                "fdatasync of a full segment of lane {} failed: {failed}",
-                self.core_id
-            ));
-        }
+        let handles = std::mem::take(&mut self.retiring);
+        self.join_retiring(handles);
         self.check_usable()
     }
 
@@ -365,13 +365,7 @@ impl<I: Io> Lane<I> {
                 .rev()
                 .filter(|&&i| i > cut.index)
             {
-                let path = segment_path(&dir, core, index);
-                self.io
-                    .remove(&path)
-                    .context(|| format!("removing {}", path.display()))?;
-                self.io
-                    .sync_dir(&dir)
-                    .context(|| format!("syncing {}", dir.display()))?;
+                self.remove_segment_durably(index)?;
             }
         }
         let file = match cut.file {
@@ -475,13 +469,7 @@ impl<I: Io> Lane<I> {
             .iter()
             .filter(|&&i| i < self.segment.index)
         {
-            let path = segment_path(&dir, core, index);
-            self.io
-                .remove(&path)
-                .context(|| format!("removing {}", path.display()))?;
-            self.io
-                .sync_dir(&dir)
-                .context(|| format!("syncing {}", dir.display()))?;
+            self.remove_segment_durably(index)?;
         }
         self.synced_position = self.position;
         self.last_epoch = None;
