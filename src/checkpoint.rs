@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::Io;
-use crate::meta::{open_lines, read_sealed, seal_lines, write_sealed};
+use crate::meta::{Field, corrupt, open_fields, read_sealed, seal_lines, write_sealed};
 
 /// Name of the manifest inside a WAL directory.
 pub const MANIFEST_FILE: &str = "corewal.manifest";
@@ -40,14 +40,10 @@ impl Manifest {
     /// Text, one `key=value` a line, closed by a checksum of the lines above.
     pub fn encode(&self) -> String {
         let mut body = format!(
-            "corewal-manifest\ncheckpoint_id={}\nepoch={}\nlanes={}\n",
-            self.checkpoint_id,
-            self.epoch,
-            self.lane_starts.len()
+            "corewal-manifest\ncheckpoint_id={}\nepoch={}\n",
+            self.checkpoint_id, self.epoch
         );
-        for (lane, start) in self.lane_starts.iter().enumerate() {
-            body.push_str(&format!("lane.{lane}={start}\n"));
-        }
+        push_lane_starts(&mut body, &self.lane_starts);
         body.push_str("meta=");
         for byte in &self.meta {
             body.push_str(&format!("{byte:02x}"));
@@ -57,44 +53,25 @@ impl Manifest {
     }
 
     pub fn decode(text: &[u8]) -> Result<Manifest> {
-        let bad = |why: &str| Error::CorruptMeta(format!("{MANIFEST_FILE}: {why}"));
-        let lines = open_lines(text, MANIFEST_FILE, "corewal-manifest")?;
+        let bad = |why: &str| corrupt(MANIFEST_FILE, why);
         let mut manifest = Manifest {
             checkpoint_id: 0,
             epoch: 0,
             lane_starts: Vec::new(),
             meta: Vec::new(),
         };
-        let mut lanes = None;
-        for line in lines {
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| bad("line without '='"))?;
-            let number = || {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| bad(&format!("{key} is not a number")))
-            };
-            match key {
-                "checkpoint_id" => manifest.checkpoint_id = number()?,
-                "epoch" => manifest.epoch = number()?,
-                "lanes" => {
-                    let n = number()?;
-                    if n > u64::from(crate::options::MAX_CORES) {
-                        return Err(bad("too many lanes"));
-                    }
-                    lanes = Some(n as usize);
-                }
+        let mut lanes = LaneStarts::default();
+        for field in open_fields(text, MANIFEST_FILE, "corewal-manifest")? {
+            match field.key {
+                "checkpoint_id" => manifest.checkpoint_id = field.number()?,
+                "epoch" => manifest.epoch = field.number()?,
                 "meta" => {
-                    manifest.meta = decode_hex(value).ok_or_else(|| bad("meta is not hex"))?
+                    manifest.meta = decode_hex(field.value).ok_or_else(|| bad("meta is not hex"))?
                 }
-                _ if key.starts_with("lane.") => manifest.lane_starts.push(number()?),
-                _ => {} // written by a newer version
+                _ => lanes.take(&field)?, // lane lines, or written by a newer version
             }
         }
-        if lanes != Some(manifest.lane_starts.len()) {
-            return Err(bad("lane count does not match its lane lines"));
-        }
+        manifest.lane_starts = lanes.finish(MANIFEST_FILE)?;
         Ok(manifest)
     }
 
@@ -131,37 +108,19 @@ pub struct ResetMarker {
 
 impl ResetMarker {
     pub fn encode(&self) -> String {
-        let mut body = format!("corewal-reset\nlanes={}\n", self.lane_starts.len());
-        for (lane, start) in self.lane_starts.iter().enumerate() {
-            body.push_str(&format!("lane.{lane}={start}\n"));
-        }
+        let mut body = "corewal-reset\n".to_string();
+        push_lane_starts(&mut body, &self.lane_starts);
         seal_lines(body)
     }
 
     pub fn decode(text: &[u8]) -> Result<ResetMarker> {
-        let bad = |why: &str| Error::CorruptMeta(format!("{RESET_FILE}: {why}"));
-        let mut lane_starts = Vec::new();
-        let mut lanes = None;
-        for line in open_lines(text, RESET_FILE, "corewal-reset")? {
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| bad("line without '='"))?;
-            let number = value
-                .parse::<u64>()
-                .map_err(|_| bad(&format!("{key} is not a number")))?;
-            match key {
-                "lanes" if number > u64::from(crate::options::MAX_CORES) => {
-                    return Err(bad("too many lanes"));
-                }
-                "lanes" => lanes = Some(number as usize),
-                _ if key.starts_with("lane.") => lane_starts.push(number),
-                _ => {} // written by a newer version
-            }
+        let mut lanes = LaneStarts::default();
+        for field in open_fields(text, RESET_FILE, "corewal-reset")? {
+            lanes.take(&field)?; // lane lines, or written by a newer version
         }
-        if lanes != Some(lane_starts.len()) {
-            return Err(bad("lane count does not match its lane lines"));
-        }
-        Ok(ResetMarker { lane_starts })
+        Ok(ResetMarker {
+            lane_starts: lanes.finish(RESET_FILE)?,
+        })
     }
 
     /// The marker of `dir`; `None` when no reset is under way.
@@ -177,6 +136,45 @@ impl ResetMarker {
     /// Removes the marker of `dir`, durably: the reset is over.
     pub fn remove<I: Io>(io: &I, dir: &Path) -> Result<()> {
         remove_durably(io, dir, RESET_FILE)
+    }
+}
+
+/// Writes per-lane positions as the manifest and the reset marker store
+/// them: `lanes=N`, then `lane.I=position` for each lane.
+fn push_lane_starts(body: &mut String, starts: &[u64]) {
+    body.push_str(&format!("lanes={}\n", starts.len()));
+    for (lane, start) in starts.iter().enumerate() {
+        body.push_str(&format!("lane.{lane}={start}\n"));
+    }
+}
+
+/// Reads back what [`push_lane_starts`] wrote.
+#[derive(Default)]
+struct LaneStarts {
+    declared: Option<usize>,
+    starts: Vec<u64>,
+}
+
+impl LaneStarts {
+    /// Takes `field` if it is a lane line; ignores any other.
+    fn take(&mut self, field: &Field<'_>) -> Result<()> {
+        if field.key == "lanes" {
+            let n = field.number()?;
+            if n > u64::from(crate::options::MAX_CORES) {
+                return Err(corrupt(field.file, "too many lanes"));
+            }
+            self.declared = Some(n as usize);
+        } else if field.key.starts_with("lane.") {
+            self.starts.push(field.number()?);
+        }
+        Ok(())
+    }
+
+    fn finish(self, file: &str) -> Result<Vec<u64>> {
+        if self.declared != Some(self.starts.len()) {
+            return Err(corrupt(file, "lane count does not match its lane lines"));
+        }
+        Ok(self.starts)
     }
 }
 

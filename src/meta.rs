@@ -18,15 +18,36 @@ pub(crate) fn seal_lines(body: String) -> String {
     format!("{body}crc32c={crc:08x}\n")
 }
 
-/// The lines of a sealed text after its first line, which must be `header`,
-/// once the text is checked against its crc32c line. `file` names the file
-/// in errors.
-pub(crate) fn open_lines<'a>(
+/// The error for damage in the sealed text file `file`.
+pub(crate) fn corrupt(file: &str, why: &str) -> Error {
+    Error::CorruptMeta(format!("{file}: {why}"))
+}
+
+/// One `key=value` line of a sealed text.
+pub(crate) struct Field<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub file: &'a str,
+}
+
+impl Field<'_> {
+    /// The value as a number.
+    pub fn number(&self) -> Result<u64> {
+        self.value
+            .parse()
+            .map_err(|_| corrupt(self.file, &format!("{} is not a number", self.key)))
+    }
+}
+
+/// The `key=value` lines of a sealed text after its first line, which must
+/// be `header`, once the text is checked against its crc32c line. `file`
+/// names the file in errors.
+pub(crate) fn open_fields<'a>(
     text: &'a [u8],
-    file: &str,
+    file: &'a str,
     header: &str,
-) -> Result<std::str::Lines<'a>> {
-    let bad = |why: &str| Error::CorruptMeta(format!("{file}: {why}"));
+) -> Result<Vec<Field<'a>>> {
+    let bad = |why: &str| corrupt(file, why);
     let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8"))?;
     let split = text
         .rfind("crc32c=")
@@ -41,7 +62,14 @@ pub(crate) fn open_lines<'a>(
     if lines.next() != Some(header) {
         return Err(bad(&format!("not a {header} file")));
     }
-    Ok(lines)
+    lines
+        .map(|line| {
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| bad("line without '='"))?;
+            Ok(Field { key, value, file })
+        })
+        .collect()
 }
 
 /// Reads and decodes `dir/name`; `None` when it does not exist.
@@ -92,8 +120,7 @@ impl Meta {
     }
 
     pub fn decode(text: &[u8]) -> Result<Meta> {
-        let bad = |why: &str| Error::CorruptMeta(format!("{META_FILE}: {why}"));
-        let lines = open_lines(text, META_FILE, "corewal-meta")?;
+        let bad = |why: &str| corrupt(META_FILE, why);
         let mut meta = Meta {
             format_version: 0,
             num_cores: 0,
@@ -101,24 +128,16 @@ impl Meta {
             max_record_bytes: 0,
             preallocate: true,
         };
-        for line in lines {
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| bad("line without '='"))?;
-            let number = || {
-                value
-                    .parse::<u64>()
-                    .map_err(|_| bad(&format!("{key} is not a number")))
-            };
-            match key {
-                "format_version" => meta.format_version = number()? as u32,
+        for field in open_fields(text, META_FILE, "corewal-meta")? {
+            match field.key {
+                "format_version" => meta.format_version = field.number()? as u32,
                 "num_cores" => {
                     meta.num_cores =
-                        u32::try_from(number()?).map_err(|_| bad("num_cores too large"))?
+                        u32::try_from(field.number()?).map_err(|_| bad("num_cores too large"))?
                 }
-                "segment_bytes" => meta.segment_bytes = number()?,
-                "max_record_bytes" => meta.max_record_bytes = number()?,
-                "preallocate" => meta.preallocate = number()? != 0,
+                "segment_bytes" => meta.segment_bytes = field.number()?,
+                "max_record_bytes" => meta.max_record_bytes = field.number()?,
+                "preallocate" => meta.preallocate = field.number()? != 0,
                 _ => {} // written by a newer version; not needed to read this one
             }
         }
