@@ -1628,7 +1628,8 @@ pub struct Recovery<I: Io> {
     heap: BinaryHeap<Reverse<(OrderKey, usize)>>,
     started: bool,
     /// The error that stopped the iterator: every later call reports it.
-    failed: Option<Error>,
+    /// Set through `&self`, so the entry being built can keep its borrow.
+    failed: std::cell::OnceCell<Error>,
     scans: Vec<LaneScan>,
     stats: Vec<LaneStats>,
     checkpoint: Option<Manifest>,
@@ -1685,7 +1686,7 @@ impl<I: Io> Recovery<I> {
             lanes: Vec::new(),
             heap: BinaryHeap::new(),
             started: false,
-            failed: None,
+            failed: std::cell::OnceCell::new(),
             scans: Vec::new(),
             stats: Vec::new(),
             checkpoint: None,
@@ -1754,10 +1755,10 @@ impl<I: Io> Recovery<I> {
 
     /// The next record in global order, or `None` when every lane is done.
     /// The entry borrows mapped bytes and lives until the next call.
-    #[allow(clippy::should_implement_trait)]
     /// After an error, every later call fails with the same error.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry<'_>>> {
-        if let Some(failed) = &self.failed {
+        if let Some(failed) = self.failed.get() {
             return Err(failed.duplicate());
         }
         if self.started
@@ -1771,8 +1772,7 @@ impl<I: Io> Recovery<I> {
                     std::collections::binary_heap::PeekMut::pop(top);
                 }
                 Err(e) => {
-                    drop(top);
-                    self.failed = Some(e.duplicate());
+                    let _ = self.failed.set(e.duplicate());
                     return Err(e);
                 }
             }
@@ -1781,12 +1781,12 @@ impl<I: Io> Recovery<I> {
         let Some(&Reverse((_, lane))) = self.heap.peek() else {
             return Ok(None);
         };
-        if self.lanes[lane].head().is_none() {
-            let e = self.lanes[lane].corrupt(&self.dir, "record changed while reading".into());
-            self.failed = Some(e.duplicate());
-            return Err(e);
-        }
-        Ok(self.lanes[lane].head())
+        let feed = &self.lanes[lane];
+        feed.head().map(Some).ok_or_else(|| {
+            let e = feed.corrupt(&self.dir, "record changed while reading".into());
+            let _ = self.failed.set(e.duplicate());
+            e
+        })
     }
 
     /// What the scan found for each lane, in lane order.
