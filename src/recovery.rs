@@ -1309,10 +1309,8 @@ struct LaneCursor<I: Io> {
     mapped: u64,
     base_position: u64,
     end: usize,
-    /// Offset of the head frame in `map`.
+    /// Offset of the next frame in `map`.
     off: usize,
-    head_len: usize,
-    head: Option<Head>,
     expected_sequence: Option<u64>,
     /// After skipped damage, sequences resume anywhere above this.
     sequence_floor: u64,
@@ -1337,11 +1335,16 @@ impl<I: Io> LaneCursor<I> {
     }
 
     /// Decodes the frame at `self.off` (opening the next segment when the
-    /// current one is done) into `self.head` and returns its order key;
-    /// `None` at the end of the lane. Checksums were verified by the scan
-    /// that found this range; the record is still validated before use.
-    fn settle(&mut self, io: &I, dir: &Path, max_epoch: u64) -> Result<Option<OrderKey>> {
-        self.head = None;
+    /// current one is done) and returns its order key, the record and the
+    /// frame's length; `None` at the end of the lane. Checksums were
+    /// verified by the scan that found this range; the record is still
+    /// validated before use.
+    fn settle(
+        &mut self,
+        io: &I,
+        dir: &Path,
+        max_epoch: u64,
+    ) -> Result<Option<(OrderKey, Head, usize)>> {
         loop {
             if let Some(map) = self.map.as_ref().filter(|_| self.off < self.end) {
                 let bytes: &[u8] = map;
@@ -1402,15 +1405,14 @@ impl<I: Io> LaneCursor<I> {
                     OpView::Checkpoint { checkpoint_id } => HeadOp::Checkpoint { checkpoint_id },
                     OpView::EpochBarrier => HeadOp::EpochBarrier,
                 };
-                self.head = Some(Head {
+                let head = Head {
                     epoch: record.epoch,
                     timestamp_ns: record.timestamp_ns,
                     sequence: record.sequence,
                     position: self.base_position + (self.off - SEGMENT_HEADER_LEN) as u64,
                     op,
-                });
-                self.head_len = frame_end - self.off;
-                return Ok(Some(order_key(&record)));
+                };
+                return Ok(Some((order_key(&record), head, frame_end - self.off)));
             }
             let Some(run) = self.runs.get(self.next_run).copied() else {
                 self.map = None;
@@ -1450,10 +1452,8 @@ impl<I: Io> LaneCursor<I> {
     fn fill(&mut self, io: &I, dir: &Path, max_epoch: u64, batch: &mut Batch<I::Map>) {
         while batch.items.len() < BATCH {
             match self.settle(io, dir, max_epoch) {
-                Ok(Some(key)) => {
-                    let (Some(map), Some(head)) = (&self.map, self.head) else {
-                        unreachable!("a settled head has its mapping");
-                    };
+                Ok(Some((key, head, frame_len))) => {
+                    let map = self.map.as_ref().expect("a settled record has its mapping");
                     if !batch.maps.last().is_some_and(|m| Arc::ptr_eq(m, map)) {
                         batch.maps.push(Arc::clone(map));
                     }
@@ -1464,7 +1464,7 @@ impl<I: Io> LaneCursor<I> {
                         segment: self.segment_index(),
                         offset: self.off,
                     });
-                    self.off += self.head_len;
+                    self.off += frame_len;
                 }
                 Ok(None) => {
                     batch.end = Some(Ok(()));
@@ -1702,8 +1702,6 @@ impl<I: Io> Recovery<I> {
                 base_position: 0,
                 end: 0,
                 off: 0,
-                head_len: 0,
-                head: None,
                 expected_sequence: None,
                 sequence_floor: 0,
                 start: starts.get(scan.core_id as usize).copied().unwrap_or(0),
