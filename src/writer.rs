@@ -1130,14 +1130,19 @@ mod tests {
     use crate::manager::Manager;
     use crate::options::Options;
 
-    #[test]
-    fn a_second_thread_entering_a_writer_gets_busy() {
+    /// A manager over `io` in `/wal` with `lanes` lanes of 16 KiB segments.
+    fn small_segments(io: MemIo, lanes: u32) -> Manager<MemIo> {
         let options = Options {
-            num_cores: 1,
+            num_cores: lanes,
             segment_bytes: 16 << 10,
             ..Options::default()
         };
-        let m = Manager::open_with(MemIo::new(), Path::new("/wal"), &options).unwrap();
+        Manager::open_with(io, Path::new("/wal"), &options).unwrap()
+    }
+
+    #[test]
+    fn a_second_thread_entering_a_writer_gets_busy() {
+        let m = small_segments(MemIo::new(), 1);
         let w = m.writer(0).unwrap();
         let inside = w.lane.lock().unwrap();
         std::thread::scope(|s| {
@@ -1156,12 +1161,7 @@ mod tests {
 
     #[test]
     fn truncate_waits_for_every_sync_in_flight() {
-        let options = Options {
-            num_cores: 1,
-            segment_bytes: 16 << 10,
-            ..Options::default()
-        };
-        let m = Manager::open_with(MemIo::new(), Path::new("/wal"), &options).unwrap();
+        let m = small_segments(MemIo::new(), 1);
         let w = m.writer(0).unwrap();
         let positions: Vec<u64> = (0..10u32)
             .map(|i| w.append_put(&i.to_be_bytes(), b"v").unwrap())
@@ -1194,12 +1194,7 @@ mod tests {
     #[test]
     fn reset_while_another_thread_is_inside_a_writer_is_busy_and_changes_nothing() {
         let io = MemIo::new();
-        let options = Options {
-            num_cores: 2,
-            segment_bytes: 16 << 10,
-            ..Options::default()
-        };
-        let m = Manager::open_with(io.clone(), Path::new("/wal"), &options).unwrap();
+        let m = small_segments(io.clone(), 2);
         for core in 0..2 {
             m.writer(core).unwrap().append_put(b"k", b"v").unwrap();
         }
