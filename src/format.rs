@@ -11,6 +11,8 @@ use rkyv::ser::allocator::Arena;
 use rkyv::with::InlineAsBox;
 use rkyv::{Archive, Serialize};
 
+mod checksum;
+
 /// Version of the on-disk layout written by this library.
 pub const FORMAT_VERSION: u32 = 1;
 /// First bytes of every segment file.
@@ -164,21 +166,75 @@ pub struct ValidFrame<'a> {
 /// the zeros after the last frame.
 #[inline]
 pub fn check_frame(bytes: &[u8], seed: u32, max_payload: usize) -> Option<ValidFrame<'_>> {
-    let header = bytes.get(..FRAME_HEADER_LEN)?;
-    let len = read_u32(header, 0) as usize;
-    if len == 0 || len > max_payload {
-        return None;
+    let frame = Unchecked::at(bytes, max_payload)?;
+    (frame_crc(seed, frame.len_field, frame.body) == frame.stored).then(|| frame.valid())
+}
+
+/// [`check_frame`] for the frame at `bytes[0]` and the frame right after
+/// it, both checksums computed side by side (see `checksum`): what a reader
+/// walking a run of frames calls. The second is `None` when the first is.
+#[inline]
+pub fn check_frame_pair(
+    bytes: &[u8],
+    seed: u32,
+    max_payload: usize,
+) -> (Option<ValidFrame<'_>>, Option<ValidFrame<'_>>) {
+    let Some(first) = Unchecked::at(bytes, max_payload) else {
+        return (None, None);
+    };
+    let Some(second) = Unchecked::at(&bytes[first.frame_len..], max_payload) else {
+        return (check_frame(bytes, seed, max_payload), None);
+    };
+    let (crc_first, crc_second) = checksum::frame_crc_pair(
+        seed,
+        (first.len_field, first.body),
+        (second.len_field, second.body),
+    );
+    if crc_first != first.stored {
+        return (None, None);
     }
-    let total = frame_len(len);
-    let body = bytes.get(FRAME_HEADER_LEN..total)?;
-    let stored = read_u32(header, 4);
-    if frame_crc(seed, header[..4].try_into().expect("4 bytes"), body) != stored {
-        return None;
+    (
+        Some(first.valid()),
+        (crc_second == second.stored).then(|| second.valid()),
+    )
+}
+
+/// A frame whose length is plausible and whose bytes are all there, before
+/// its checksum is compared.
+struct Unchecked<'a> {
+    len_field: [u8; 4],
+    stored: u32,
+    /// Payload and padding.
+    body: &'a [u8],
+    payload_len: usize,
+    frame_len: usize,
+}
+
+impl<'a> Unchecked<'a> {
+    #[inline]
+    fn at(bytes: &'a [u8], max_payload: usize) -> Option<Unchecked<'a>> {
+        let header = bytes.get(..FRAME_HEADER_LEN)?;
+        let payload_len = read_u32(header, 0) as usize;
+        if payload_len == 0 || payload_len > max_payload {
+            return None;
+        }
+        let frame_len = frame_len(payload_len);
+        Some(Unchecked {
+            len_field: header[..4].try_into().expect("4 bytes"),
+            stored: read_u32(header, 4),
+            body: bytes.get(FRAME_HEADER_LEN..frame_len)?,
+            payload_len,
+            frame_len,
+        })
     }
-    Some(ValidFrame {
-        payload: &body[..len],
-        frame_len: total,
-    })
+
+    #[inline]
+    fn valid(&self) -> ValidFrame<'a> {
+        ValidFrame {
+            payload: &self.body[..self.payload_len],
+            frame_len: self.frame_len,
+        }
+    }
 }
 
 /// One `(source name, offset)` pair carried by a COMMIT record.
@@ -525,6 +581,62 @@ mod tests {
             damaged[bit / 8] ^= 1 << (bit % 8);
             assert!(check_frame(&damaged, seed, 1 << 20).is_none(), "bit {bit}");
         }
+    }
+
+    #[test]
+    fn a_pair_check_agrees_with_checking_each_frame() {
+        let seed = frame_seed(2, 9);
+        let put = framed(
+            seed,
+            &sample(OpRef::Put {
+                key: b"0123456789abcdef",
+                value: &[7u8; 100],
+            }),
+        );
+        let barrier = framed(seed, &sample(OpRef::EpochBarrier));
+        let flipped = |frame: &[u8], at: usize| {
+            let mut frame = frame.to_vec();
+            frame[at] ^= 0x10;
+            frame
+        };
+        let seconds = [
+            barrier.clone(),
+            put.clone(),
+            flipped(&put, 40),
+            flipped(&barrier, 2),
+            vec![0u8; 64],
+            put[..put.len() - 8].to_vec(),
+            Vec::new(),
+        ];
+        for first in [
+            put.clone(),
+            barrier.clone(),
+            flipped(&put, 9),
+            vec![0u8; 16],
+        ] {
+            for second in &seconds {
+                let bytes = [first.as_slice(), second].concat();
+                let one = check_frame(&bytes, seed, 1 << 20);
+                let two = one.and_then(|f| check_frame(&bytes[f.frame_len..], seed, 1 << 20));
+                let (pair_one, pair_two) = check_frame_pair(&bytes, seed, 1 << 20);
+                let seen = |f: Option<ValidFrame<'_>>| {
+                    f.map(|f| (f.payload.as_ptr(), f.payload.len(), f.frame_len))
+                };
+                assert_eq!(seen(pair_one), seen(one));
+                assert_eq!(seen(pair_two), seen(two));
+            }
+        }
+        // The cases above include both outcomes for each frame.
+        let bytes = [put.as_slice(), &barrier].concat();
+        assert!(matches!(
+            check_frame_pair(&bytes, seed, 1 << 20),
+            (Some(_), Some(_))
+        ));
+        let bytes = [put.as_slice(), &flipped(&barrier, 2)].concat();
+        assert!(matches!(
+            check_frame_pair(&bytes, seed, 1 << 20),
+            (Some(_), None)
+        ));
     }
 
     #[test]

@@ -59,7 +59,7 @@ use crate::checkpoint::{Manifest, ResetMarker};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, FRAME_ALIGN, HeaderProblem, OpView, RecordView, SEGMENT_HEADER_LEN, SegmentHeader,
-    check_frame, frame_seed,
+    check_frame, check_frame_pair, frame_seed,
 };
 use crate::io::{Io, IoFile, MappedFile, OpenMode};
 use crate::segment::{list_segments, segment_path};
@@ -480,6 +480,50 @@ impl Behind {
     }
 }
 
+/// Asks for the cache lines a reader is about to reach. A frame's length is
+/// read from the frame itself, so a reader walking frames makes a chain of
+/// dependent loads that the hardware prefetcher does not run far enough
+/// ahead of; without this, the merge spent most of its time waiting on the
+/// first load of each frame.
+#[derive(Debug, Default)]
+struct Prefetch {
+    /// Lines before this offset have been asked for.
+    requested: usize,
+}
+
+/// How far ahead of the reader lines are asked for: about ten frames of the
+/// usual size, close enough that they are still cached when reached.
+const PREFETCH_AHEAD: usize = 2048;
+const CACHE_LINE: usize = 64;
+
+impl Prefetch {
+    /// The reader is at `offset` of `bytes`.
+    #[inline]
+    fn advance(&mut self, bytes: &[u8], offset: usize) {
+        let until = offset.saturating_add(PREFETCH_AHEAD).min(bytes.len());
+        let mut line = self.requested.max(offset);
+        while line < until {
+            prefetch_line(&bytes[line]);
+            line += CACHE_LINE;
+        }
+        self.requested = line;
+    }
+}
+
+#[inline]
+fn prefetch_line(byte: &u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache: it never faults and
+    // changes nothing a program can observe, and the address is a byte
+    // the reference makes readable anyway.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = byte;
+}
+
 /// Zeros are checked this many bytes at a time (a power of two).
 const ZERO_BLOCK: usize = 4096;
 
@@ -818,20 +862,28 @@ fn walk<'a, M: MappedFile>(
     let bytes = &bytes[..limit.min(bytes.len())];
     let mut frames = 0u64;
     let mut last = None;
+    let mut ahead = Prefetch::default();
     let stop = loop {
+        ahead.advance(bytes, off);
         let Some(head) = bytes.get(off..off + format::FRAME_HEADER_LEN) else {
             break PrefixEnd::EndOfFile;
         };
-        match check_frame(&bytes[off..], seed, READ_LIMIT) {
-            Some(frame) => {
-                frames += 1;
-                last = Some((off, frame.payload));
-                off += frame.frame_len;
-                behind.advance(map, off);
-            }
-            None if head.iter().all(|&b| b == 0) => break PrefixEnd::Zeros,
-            None => break PrefixEnd::Damage,
+        // Frames are checked two at a time; a bad second one is met again,
+        // alone, as the first of the next pair.
+        let (first, second) = check_frame_pair(&bytes[off..], seed, READ_LIMIT);
+        let Some(first) = first else {
+            break if head.iter().all(|&b| b == 0) {
+                PrefixEnd::Zeros
+            } else {
+                PrefixEnd::Damage
+            };
+        };
+        for frame in std::iter::once(first).chain(second) {
+            frames += 1;
+            last = Some((off, frame.payload));
+            off += frame.frame_len;
         }
+        behind.advance(map, off);
     };
     Walk {
         end: off,
@@ -1311,6 +1363,7 @@ struct LaneCursor<I: Io> {
     end: usize,
     /// Offset of the next frame in `map`.
     off: usize,
+    ahead: Prefetch,
     expected_sequence: Option<u64>,
     /// After skipped damage, sequences resume anywhere above this.
     sequence_floor: u64,
@@ -1348,6 +1401,7 @@ impl<I: Io> LaneCursor<I> {
         loop {
             if let Some(map) = self.map.as_ref().filter(|_| self.off < self.end) {
                 let bytes: &[u8] = map;
+                self.ahead.advance(&bytes[..self.end], self.off);
                 let payload_len = bytes
                     .get(self.off..self.off + 4)
                     .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
@@ -1438,6 +1492,7 @@ impl<I: Io> LaneCursor<I> {
             if self.map.is_none() {
                 self.map = Some(Arc::new(map_segment(io, dir, self.core_id, run.index)?));
                 self.mapped = run.index;
+                self.ahead = Prefetch::default();
             }
             let map = self.map.as_ref().expect("mapped above");
             self.end = (run.end_offset as usize).min(map.len());
@@ -1702,6 +1757,7 @@ impl<I: Io> Recovery<I> {
                 base_position: 0,
                 end: 0,
                 off: 0,
+                ahead: Prefetch::default(),
                 expected_sequence: None,
                 sequence_floor: 0,
                 start: starts.get(scan.core_id as usize).copied().unwrap_or(0),
