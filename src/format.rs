@@ -132,8 +132,7 @@ pub fn frame_seed(core_id: u32, segment_index: u64) -> u32 {
 /// anywhere in the frame (length, payload or padding) is caught.
 #[inline]
 pub fn frame_crc(seed: u32, len_field: [u8; 4], padded_payload: &[u8]) -> u32 {
-    let crc = crc32c::crc32c_append(seed, &len_field);
-    crc32c::crc32c_append(crc, padded_payload)
+    checksum::frame_crc(seed, len_field, padded_payload)
 }
 
 /// Writes the frame header for `padded_payload` (which must already hold the
@@ -323,7 +322,7 @@ impl Encoder {
         debug_assert!(out.len().is_multiple_of(FRAME_ALIGN));
         let start = out.len();
         let taken = std::mem::take(out);
-        *out = rkyv::api::high::to_bytes_in_with_alloc::<_, _, Failure>(
+        *out = rkyv::api::low::to_bytes_in_with_alloc::<_, _, Failure>(
             record,
             taken,
             self.arena.acquire(),
@@ -495,6 +494,36 @@ mod tests {
             SegmentHeader::decode(&bytes[..63]),
             Err(HeaderProblem::Short)
         );
+    }
+
+    /// The encoder uses rkyv's low-level serializer (no shared-pointer
+    /// table); the bytes on disk must be what the high-level API writes.
+    #[test]
+    fn encoding_matches_rkyvs_high_level_api() {
+        let offsets = [SourceOffsetRef {
+            name: b"orders-0",
+            offset: 17,
+        }];
+        let ops = [
+            OpRef::Put {
+                key: b"0123456789abcdef",
+                value: &[7u8; 100],
+            },
+            OpRef::Delete { key: b"gone" },
+            OpRef::Commit {
+                offsets: &offsets,
+                watermark: Some(-5),
+            },
+            OpRef::Checkpoint { checkpoint_id: 9 },
+            OpRef::EpochBarrier,
+        ];
+        let mut enc = Encoder::default();
+        for op in ops {
+            let record = sample(op);
+            let expected = rkyv::to_bytes::<Failure>(&record).expect("serializes");
+            let (padded, len) = enc.encode(&record);
+            assert_eq!(&padded[..len], expected.as_slice(), "{:?}", op.kind());
+        }
     }
 
     #[test]

@@ -59,8 +59,13 @@ pub fn list_segments<I: Io>(
     Ok((per_lane, foreign))
 }
 
-/// Chunk of zeros written while preallocating.
-const ZERO_CHUNK: usize = 1 << 20;
+/// Chunk of zeros written while preallocating. Small on purpose: the page
+/// cache keeps a file in folios as large as the writes that filled it, and a
+/// later fdatasync writes back each dirty folio whole. Zero-filled in 1 MiB
+/// writes, a segment's small appends cost about 4 µs more per fdatasync
+/// (here: 33 against 29 µs for a 200-byte append); from 64 KiB down they
+/// cost what appends to a never-cached file do.
+const ZERO_CHUNK: usize = 64 << 10;
 
 /// Suffix of a segment being prepared under a temporary name.
 pub const PREPARING_SUFFIX: &str = ".prep";

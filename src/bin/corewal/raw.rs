@@ -17,8 +17,12 @@ use crate::data;
 
 /// Frames gathered before one `pwrite`.
 pub const WRITE_BUF_BYTES: usize = 64 << 10;
-/// Chunk of a buffered read, and of the zeros written to preallocate.
+/// Chunk of a buffered read.
 const CHUNK_BYTES: usize = 1 << 20;
+/// Chunk of the zeros written to preallocate: small, as corewal's own, since
+/// a file zero-filled in large writes sits in large page-cache folios that
+/// make every later fdatasync of a small append slower.
+const ZERO_BYTES: usize = 64 << 10;
 /// Largest payload the scan accepts (corewal's default `max_record_bytes`).
 const MAX_PAYLOAD: usize = 16 << 20;
 /// Timestamp of the first pre-encoded record; later ones count up from it.
@@ -104,10 +108,10 @@ impl RawLog {
             .write(true)
             .create_new(true)
             .open(path)?;
-        let zeros = vec![0u8; CHUNK_BYTES];
+        let zeros = vec![0u8; ZERO_BYTES];
         let mut off = 0u64;
         while off < size {
-            let n = (size - off).min(CHUNK_BYTES as u64) as usize;
+            let n = (size - off).min(ZERO_BYTES as u64) as usize;
             file.write_all_at(&zeros[..n], off)?;
             off += n as u64;
         }
