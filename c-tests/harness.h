@@ -345,6 +345,17 @@ CWT_INLINE cw_status cwt_put_str(cw_writer *w, const char *key, const char *valu
                               strlen(value), position_out);
 }
 
+/* Appends `n` PUTs of `value` keyed "<prefix>-0", "<prefix>-1", ...; the
+ * position of record i goes to positions[i] unless `positions` is NULL. */
+CWT_INLINE void cwt_put_numbered(cw_writer *w, const char *prefix, const char *value, int n,
+                                 uint64_t *positions) {
+  for (int i = 0; i < n; i++) {
+    char key[64];
+    snprintf(key, sizeof key, "%s-%d", prefix, i);
+    CHECK_OK(cwt_put_str(w, key, value, positions ? &positions[i] : NULL));
+  }
+}
+
 /* Number of records cw_recovery_open yields for `dir` with `opts` (NULL for
  * defaults); every status on the way must be CW_OK, then CW_DONE. */
 CWT_INLINE uint64_t cwt_count_records(const char *dir, const cw_recovery_options *opts) {

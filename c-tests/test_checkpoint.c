@@ -25,11 +25,7 @@ typedef struct {
 } worker;
 
 static void put_some(cw_writer *w, const char *tag, int n) {
-  for (int i = 0; i < n; i++) {
-    char key[32];
-    snprintf(key, sizeof key, "%s-%d", tag, i);
-    CHECK_OK(cwt_put_str(w, key, "0123456789012345678901234567890123456789012345678901234567", NULL));
-  }
+  cwt_put_numbered(w, tag, "0123456789012345678901234567890123456789012345678901234567", n, NULL);
 }
 
 static void *run(void *arg) {

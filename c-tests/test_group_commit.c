@@ -20,11 +20,7 @@ static cw_manager *open_with(const char *name, cw_options *opts) {
 }
 
 static void put_n(cw_writer *w, int n) {
-  for (int i = 0; i < n; i++) {
-    char key[32];
-    snprintf(key, sizeof key, "key-%d", i);
-    CHECK_OK(cwt_put_str(w, key, "0123456789012345678901234567890123456789", NULL));
-  }
+  cwt_put_numbered(w, "key", "0123456789012345678901234567890123456789", n, NULL);
 }
 
 /* A due sync is submitted by the append; on io_uring it finishes a little

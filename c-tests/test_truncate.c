@@ -43,31 +43,21 @@ static void truncate_then_append(void) {
   cw_options o = cwt_options(1, 65536);
   cw_manager *m;
   cw_writer *w;
-  uint64_t pos[10], first_new = 0;
+  uint64_t pos[10], added[3];
   static const char *const want[] = {"old-0", "old-1", "old-2", "old-3",
                                      "new-0", "new-1", "new-2"};
 
   cwt_path(dir, sizeof dir, "wal");
   CHECK_OK(cw_manager_open(dir, &o, &m));
   w = cwt_writer(m, 0);
-  for (int i = 0; i < 10; i++) {
-    char key[16];
-    snprintf(key, sizeof key, "old-%d", i);
-    CHECK_OK(cwt_put_str(w, key, "value", &pos[i]));
-  }
+  cwt_put_numbered(w, "old", "value", 10, pos);
   CHECK_OK(cw_writer_sync(w));
   CHECK_OK(cw_writer_truncate(w, pos[4]));
   CHECK_EQ(cw_writer_position(w), pos[4]);
   CHECK_EQ(cw_writer_sequence(w), 4);
   CHECK(cw_writer_synced_position(w) <= pos[4]);
-  for (int i = 0; i < 3; i++) {
-    char key[16];
-    uint64_t at;
-    snprintf(key, sizeof key, "new-%d", i);
-    CHECK_OK(cwt_put_str(w, key, "value", &at));
-    if (i == 0) first_new = at;
-  }
-  CHECK_EQ(first_new, pos[4]);
+  cwt_put_numbered(w, "new", "value", 3, added);
+  CHECK_EQ(added[0], pos[4]);
   CHECK_OK(cw_manager_close(m));
 
   expect_lane0(dir, want, sizeof want / sizeof want[0]);
@@ -90,11 +80,7 @@ static void truncate_across_segments(void) {
   cwt_path(dir, sizeof dir, "segments");
   CHECK_OK(cw_manager_open(dir, &o, &m));
   w = cwt_writer(m, 0);
-  for (int i = 0; i < 12; i++) {
-    char key[16];
-    snprintf(key, sizeof key, "k-%d", i);
-    CHECK_OK(cwt_put_str(w, key, value, &pos[i]));
-  }
+  cwt_put_numbered(w, "k", value, 12, pos);
   CHECK_OK(cw_writer_sync(w));
   cwt_last_segment(dir, 0, &index, &base);
   CHECK_MSG(index >= 3, "only %" PRIu64 " segments", index + 1);

@@ -128,12 +128,7 @@ pub fn frame_seed(core_id: u32, segment_index: u64) -> u32 {
     crc32c::crc32c_append(0x5EED_C0DE, &id)
 }
 
-/// Checksum over the length field and the padded payload, so a flipped bit
-/// anywhere in the frame (length, payload or padding) is caught.
-#[inline]
-pub fn frame_crc(seed: u32, len_field: [u8; 4], padded_payload: &[u8]) -> u32 {
-    checksum::frame_crc(seed, len_field, padded_payload)
-}
+pub use checksum::frame_crc;
 
 /// Writes the frame header for `padded_payload` (which must already hold the
 /// payload followed by its zero padding) into `header`.
@@ -165,8 +160,7 @@ pub struct ValidFrame<'a> {
 /// the zeros after the last frame.
 #[inline]
 pub fn check_frame(bytes: &[u8], seed: u32, max_payload: usize) -> Option<ValidFrame<'_>> {
-    let frame = Unchecked::at(bytes, max_payload)?;
-    (frame_crc(seed, frame.len_field, frame.body) == frame.stored).then(|| frame.valid())
+    Unchecked::at(bytes, max_payload)?.check(seed)
 }
 
 /// [`check_frame`] for the frame at `bytes[0]` and the frame right after
@@ -182,7 +176,7 @@ pub fn check_frame_pair(
         return (None, None);
     };
     let Some(second) = Unchecked::at(&bytes[first.frame_len..], max_payload) else {
-        return (check_frame(bytes, seed, max_payload), None);
+        return (first.check(seed), None);
     };
     let (crc_first, crc_second) = checksum::frame_crc_pair(
         seed,
@@ -225,6 +219,12 @@ impl<'a> Unchecked<'a> {
             payload_len,
             frame_len,
         })
+    }
+
+    /// The frame, if its checksum holds.
+    #[inline]
+    fn check(&self, seed: u32) -> Option<ValidFrame<'a>> {
+        (frame_crc(seed, self.len_field, self.body) == self.stored).then(|| self.valid())
     }
 
     #[inline]
@@ -464,6 +464,14 @@ mod tests {
         }
     }
 
+    /// A PUT of the size the benchmarks write.
+    fn usual_put() -> OpRef<'static> {
+        OpRef::Put {
+            key: b"0123456789abcdef",
+            value: &[7u8; 100],
+        }
+    }
+
     fn framed(seed: u32, record: &RecordRef<'_>) -> Vec<u8> {
         let mut enc = Encoder::default();
         let (padded, len) = enc.encode(record);
@@ -505,10 +513,7 @@ mod tests {
             offset: 17,
         }];
         let ops = [
-            OpRef::Put {
-                key: b"0123456789abcdef",
-                value: &[7u8; 100],
-            },
+            usual_put(),
             OpRef::Delete { key: b"gone" },
             OpRef::Commit {
                 offsets: &offsets,
@@ -598,13 +603,7 @@ mod tests {
     #[test]
     fn any_flipped_bit_fails_the_frame() {
         let seed = frame_seed(0, 3);
-        let bytes = framed(
-            seed,
-            &sample(OpRef::Put {
-                key: b"0123456789abcdef",
-                value: &[7u8; 100],
-            }),
-        );
+        let bytes = framed(seed, &sample(usual_put()));
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
@@ -615,13 +614,7 @@ mod tests {
     #[test]
     fn a_pair_check_agrees_with_checking_each_frame() {
         let seed = frame_seed(2, 9);
-        let put = framed(
-            seed,
-            &sample(OpRef::Put {
-                key: b"0123456789abcdef",
-                value: &[7u8; 100],
-            }),
-        );
+        let put = framed(seed, &sample(usual_put()));
         let barrier = framed(seed, &sample(OpRef::EpochBarrier));
         let flipped = |frame: &[u8], at: usize| {
             let mut frame = frame.to_vec();

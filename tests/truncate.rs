@@ -97,6 +97,20 @@ fn put_all(w: &corewal::Writer<impl Io>, tag: &str, n: usize, value: &[u8]) -> V
         .collect()
 }
 
+/// `n` records of 700 bytes, each synced before the next is appended, so
+/// their frames carry rising durable marks. Returns their positions.
+fn put_each_synced(w: &corewal::Writer<impl Io>, n: u32) -> Vec<u64> {
+    (0..n)
+        .map(|i| {
+            let p = w
+                .append_put(format!("k{i}").as_bytes(), &[b'v'; 700])
+                .unwrap();
+            w.sync().unwrap();
+            p
+        })
+        .collect()
+}
+
 fn middle_record_then_append<I: Io>(io: &I, dir: &Path, open: Open<'_, I>) {
     let m = open(1);
     let w = m.writer(0).unwrap();
@@ -282,15 +296,7 @@ fn discarded_records_never_come_back_after_a_crash() {
         let m = open(&io, 1);
         let w = m.writer(0).unwrap();
         // Synced one by one: the discarded frames carry rising durable marks.
-        let positions: Vec<u64> = (0..40u32)
-            .map(|i| {
-                let p = w
-                    .append_put(format!("k{i}").as_bytes(), &[b'v'; 700])
-                    .unwrap();
-                w.sync().unwrap();
-                p
-            })
-            .collect();
+        let positions = put_each_synced(w, 40);
         put_all(w, "unsynced", 5, b"v");
         w.truncate(positions[10]).unwrap();
         match torn {
@@ -339,15 +345,7 @@ fn a_crash_in_the_middle_of_a_truncation_leaves_a_prefix_of_the_old_lane() {
                 let io = MemIo::new();
                 let m = open(&io, 1);
                 let w = m.writer(0).unwrap();
-                let positions: Vec<u64> = (0..60u32)
-                    .map(|i| {
-                        let p = w
-                            .append_put(format!("k{i}").as_bytes(), &[b'v'; 700])
-                            .unwrap();
-                        w.sync().unwrap();
-                        p
-                    })
-                    .collect();
+                let positions = put_each_synced(w, 60);
                 let old = entries(&io, dir(), true);
                 assert!(started(&io, dir(), 0).len() >= 3);
                 io.fail(op, path, skip, Some(1), libc::EIO);

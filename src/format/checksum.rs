@@ -12,7 +12,9 @@
 //!
 //! The tests below check every result against the crate.
 
-/// The crc32c, from `seed`, of `len_field` followed by `padded_payload`.
+/// A frame's checksum: the crc32c, from `seed`, of `len_field` followed by
+/// `padded_payload`, so a flipped bit anywhere in the frame (length, payload
+/// or padding) is caught.
 #[inline]
 pub fn frame_crc(seed: u32, len_field: [u8; 4], padded_payload: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
