@@ -2,15 +2,15 @@
 //! to the lane's segments through the submission queue, rotates segments and
 //! makes everything durable on sync.
 //!
-//! A writer is used by one thread at a time. Its state sits behind a mutex
-//! that is only ever *tried*: a second thread entering the same writer gets
+//! A writer is used by one thread at a time. Its state sits behind an
+//! in-use flag: a second thread entering the same writer gets
 //! [`Error::Busy`] instead of waiting. Writers share nothing on the append
 //! path but a read of the manager's epoch.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,10 @@ use crate::format::{
 use crate::io::{Completion, EventFd, Io, IoFile, SubmitQueue};
 use crate::segment::{create_now, prepare};
 
+mod in_use;
 mod rollback;
+
+use in_use::{Entered, InUse};
 
 /// Barriers a lane remembers for checkpoints (one per epoch is typical).
 const MAX_REMEMBERED_BARRIERS: usize = 64;
@@ -914,7 +917,7 @@ pub struct Writer<I: Io> {
     /// Index of the segment being appended to.
     segment_index: AtomicU64,
     barriers: Arc<Barriers>,
-    lane: Mutex<Option<Lane<I>>>,
+    lane: InUse<Option<Lane<I>>>,
 }
 
 impl<I: Io> Writer<I> {
@@ -927,20 +930,27 @@ impl<I: Io> Writer<I> {
             event_fd: AtomicI32::new(lane.event.raw()),
             segment_index: AtomicU64::new(lane.segment_index()),
             barriers: lane.barriers.clone(),
-            lane: Mutex::new(Some(lane)),
+            lane: InUse::new(Some(lane)),
         }
     }
 
     /// Enters the writer, or reports that another thread is inside.
-    pub(crate) fn enter(&self) -> Result<MutexGuard<'_, Option<Lane<I>>>> {
-        match self.lane.try_lock() {
-            Ok(guard) => Ok(guard),
-            Err(TryLockError::WouldBlock) => Err(Error::Busy(format!("writer {}", self.core_id))),
-            Err(TryLockError::Poisoned(_)) => Err(Error::Poisoned(format!(
-                "a panic interrupted an earlier call on writer {}",
-                self.core_id
-            ))),
+    #[inline]
+    pub(crate) fn enter(&self) -> Result<Entered<'_, Option<Lane<I>>>> {
+        match self.lane.try_enter() {
+            Some(entered) if !entered.poisoned() => Ok(entered),
+            Some(_) => Err(self.interrupted()),
+            None => Err(Error::Busy(format!("writer {}", self.core_id))),
         }
+    }
+
+    /// The error for a writer that a panic left behind.
+    #[cold]
+    fn interrupted(&self) -> Error {
+        Error::Poisoned(format!(
+            "a panic interrupted an earlier call on writer {}",
+            self.core_id
+        ))
     }
 
     /// Runs `f` on the lane and publishes its counters afterwards.
@@ -1017,12 +1027,10 @@ impl<I: Io> Writer<I> {
         &self,
         f: impl FnOnce(&mut Lane<I>) -> Result<T>,
     ) -> Result<T> {
-        let mut guard = self.lane.lock().map_err(|_| {
-            Error::Poisoned(format!(
-                "a panic interrupted an earlier call on writer {}",
-                self.core_id
-            ))
-        })?;
+        let mut guard = self.lane.enter();
+        if guard.poisoned() {
+            return Err(self.interrupted());
+        }
         let lane = guard.as_mut().ok_or(Error::Closed("writer"))?;
         let result = f(lane);
         lane.keep_event_armed();
@@ -1067,7 +1075,8 @@ impl<I: Io> Writer<I> {
 
     /// Syncs unless another thread is inside the writer (then it is skipped).
     pub(crate) fn flush_if_idle(&self) {
-        if let Ok(mut guard) = self.lane.try_lock()
+        if let Some(mut guard) = self.lane.try_enter()
+            && !guard.poisoned()
             && let Some(lane) = guard.as_mut()
         {
             let _ = lane.flush_idle();
@@ -1078,7 +1087,9 @@ impl<I: Io> Writer<I> {
     /// Syncs and releases the lane; later calls report [`Error::Closed`].
     /// Waits for a thread that is inside the writer.
     pub(crate) fn close(&self) -> Result<()> {
-        let mut guard = self.lane.lock().unwrap_or_else(|e| e.into_inner());
+        // A panic inside earlier does not stop the close: the lane syncs
+        // what it has and is released.
+        let mut guard = self.lane.enter();
         let Some(mut lane) = guard.take() else {
             return Ok(());
         };
@@ -1144,7 +1155,7 @@ mod tests {
     fn a_second_thread_entering_a_writer_gets_busy() {
         let m = small_segments(MemIo::new(), 1);
         let w = m.writer(0).unwrap();
-        let inside = w.lane.lock().unwrap();
+        let inside = w.lane.enter();
         std::thread::scope(|s| {
             s.spawn(|| {
                 assert!(
@@ -1156,6 +1167,28 @@ mod tests {
         });
         drop(inside);
         w.append_put(b"k", b"v").expect("free again");
+        assert_eq!(w.sequence(), 1);
+    }
+
+    #[test]
+    fn a_panic_inside_a_writer_poisons_later_calls() {
+        let m = small_segments(MemIo::new(), 1);
+        let w = m.writer(0).unwrap();
+        w.append_put(b"k", b"v").unwrap();
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _inside = w.lane.enter();
+                panic!("a panic while inside the writer");
+            })
+            .join()
+        });
+        assert!(panicked.is_err());
+        for result in [w.append_put(b"k", b"v").map(|_| ()), w.sync()] {
+            assert!(
+                matches!(&result, Err(Error::Poisoned(why)) if why.contains("panic")),
+                "{result:?}"
+            );
+        }
         assert_eq!(w.sequence(), 1);
     }
 
@@ -1172,14 +1205,14 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(200));
             Ok(())
         });
-        w.lane.lock().unwrap().as_mut().unwrap().retiring.push(slow);
+        w.lane.enter().as_mut().unwrap().retiring.push(slow);
         let token = w.sync_submit().unwrap();
         assert!(
-            !w.lane.lock().unwrap().as_ref().unwrap().pending.is_empty(),
+            !w.lane.enter().as_ref().unwrap().pending.is_empty(),
             "the sync is still in flight"
         );
         w.truncate(positions[4]).unwrap();
-        let guard = w.lane.lock().unwrap();
+        let guard = w.lane.enter();
         let lane = guard.as_ref().unwrap();
         assert!(lane.pending.is_empty() && lane.retiring.is_empty());
         assert_eq!(lane.queue.in_flight(), 0);
@@ -1239,7 +1272,7 @@ mod tests {
             m.writer(0).unwrap().position(),
             m.latest_checkpoint(),
         );
-        let inside = m.writer(1).unwrap().lane.lock().unwrap();
+        let inside = m.writer(1).unwrap().lane.enter();
         std::thread::scope(|s| {
             s.spawn(|| {
                 assert!(matches!(m.reset(), Err(Error::Busy(what)) if what == "writer 1"));
