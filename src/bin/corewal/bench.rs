@@ -357,6 +357,7 @@ impl<'a> Bench<'a> {
                 if with_w6 {
                     self.w6 = Some(w6);
                 }
+                self.ring_probe()?;
                 w3
             }
             Workload::W4 => vec![self.w4()?],
@@ -544,6 +545,58 @@ impl<'a> Bench<'a> {
             }
         }
         Ok((w3_outcomes, w6_outcomes))
+    }
+
+    /// W3's raw loop twice, in alternating blocks: with fdatasync, and with
+    /// each fdatasync an io_uring fsync the thread waits for. The kernel runs
+    /// every io_uring fsync on an io-wq worker thread; their ratio is what
+    /// that hand-off leaves of raw for any asynchronous sync on io_uring.
+    fn ring_probe(&mut self) -> Result<()> {
+        if corewal::uring::probe().is_err() {
+            return Ok(());
+        }
+        let mut ring = io_uring::IoUring::new(8)?;
+        let batches = (self.scaled(W3_RECORDS) / W3_BATCH).max(1);
+        let frames = Frames::encode(0, batches * W3_BATCH);
+        let dir = self.root.join("ring-probe");
+        std::fs::create_dir_all(&dir)?;
+        let mut plain = RawLog::create(&dir.join("fdatasync"), frames.byte_len())?;
+        let mut ringed = RawLog::create(&dir.join("io_uring-fsync"), frames.byte_len())?;
+        let (mut plain_time, mut ring_time) = (Duration::ZERO, Duration::ZERO);
+        for (n, first) in (0..batches).step_by(W3_BLOCK as usize).enumerate() {
+            let block = first..(first + W3_BLOCK).min(batches);
+            for ring_side in [n % 2 == 1, n % 2 == 0] {
+                let start = Instant::now();
+                for b in block.clone() {
+                    let log = if ring_side { &mut ringed } else { &mut plain };
+                    for i in b * W3_BATCH..(b + 1) * W3_BATCH {
+                        log.append(frames.get(i as usize))?;
+                    }
+                    if ring_side {
+                        log.sync_on_ring(&mut ring)?;
+                    } else {
+                        log.sync()?;
+                    }
+                }
+                *(if ring_side {
+                    &mut ring_time
+                } else {
+                    &mut plain_time
+                }) += start.elapsed();
+            }
+        }
+        let records = (batches * W3_BATCH) as f64;
+        let rate = |t: Duration| compact(records / t.as_secs_f64());
+        self.notes.push(format!(
+            "W3 io_uring fsync probe: W3's raw loop with each fdatasync an io_uring fsync the thread \
+             waits for ran at {:.2} × the same loop with fdatasync ({} against {} rec/s, alternating \
+             blocks; no corewal code): the hand-off to the kernel's io-wq worker that bounds every \
+             submit+wait/poll variant on io_uring.",
+            plain_time.as_secs_f64() / ring_time.as_secs_f64(),
+            rate(ring_time),
+            rate(plain_time),
+        ));
+        Ok(std::fs::remove_dir_all(&dir)?)
     }
 
     fn w4(&mut self) -> Result<Outcome> {
