@@ -555,36 +555,27 @@ impl<'a> Bench<'a> {
         if corewal::uring::probe().is_err() {
             return Ok(());
         }
-        let mut ring = io_uring::IoUring::new(8)?;
         let batches = (self.scaled(W3_RECORDS) / W3_BATCH).max(1);
         let frames = Frames::encode(0, batches * W3_BATCH);
         let dir = self.root.join("ring-probe");
         std::fs::create_dir_all(&dir)?;
         let mut plain = RawLog::create(&dir.join("fdatasync"), frames.byte_len())?;
         let mut ringed = RawLog::create(&dir.join("io_uring-fsync"), frames.byte_len())?;
-        let (mut plain_time, mut ring_time) = (Duration::ZERO, Duration::ZERO);
+        ringed.sync_on(io_uring::IoUring::new(8)?);
+        let (mut plain_times, mut ring_times) = (Vec::new(), Vec::new());
         for (n, first) in (0..batches).step_by(W3_BLOCK as usize).enumerate() {
             let block = first..(first + W3_BLOCK).min(batches);
-            for ring_side in [n % 2 == 1, n % 2 == 0] {
-                let start = Instant::now();
-                for b in block.clone() {
-                    let log = if ring_side { &mut ringed } else { &mut plain };
-                    for i in b * W3_BATCH..(b + 1) * W3_BATCH {
-                        log.append(frames.get(i as usize))?;
-                    }
-                    if ring_side {
-                        log.sync_on_ring(&mut ring)?;
-                    } else {
-                        log.sync()?;
-                    }
-                }
-                *(if ring_side {
-                    &mut ring_time
-                } else {
-                    &mut plain_time
-                }) += start.elapsed();
+            let mut sides = [
+                (&mut plain, &mut plain_times),
+                (&mut ringed, &mut ring_times),
+            ];
+            sides.rotate_left(n % 2);
+            for (log, times) in sides {
+                durable::raw_batches(log, &frames, W3_BATCH, block.clone(), times)?;
             }
         }
+        let (plain_time, ring_time): (Duration, Duration) =
+            (plain_times.iter().sum(), ring_times.iter().sum());
         let records = (batches * W3_BATCH) as f64;
         let rate = |t: Duration| compact(records / t.as_secs_f64());
         self.notes.push(format!(

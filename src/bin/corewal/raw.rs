@@ -100,6 +100,8 @@ pub struct RawLog {
     file: File,
     buf: Vec<u8>,
     offset: u64,
+    /// Where [`RawLog::sync`] sends its fdatasync instead of calling it.
+    ring: Option<IoUring>,
 }
 
 impl RawLog {
@@ -123,7 +125,15 @@ impl RawLog {
             file,
             buf: Vec::with_capacity(WRITE_BUF_BYTES),
             offset: 0,
+            ring: None,
         })
+    }
+
+    /// From now on, each fdatasync is an io_uring fsync on `ring` that
+    /// [`RawLog::sync`] waits for: what any asynchronous sync on io_uring
+    /// costs beyond an fdatasync, with no corewal code in the way.
+    pub fn sync_on(&mut self, ring: IoUring) {
+        self.ring = Some(ring);
     }
 
     /// Buffers one frame, writing the buffer out first if it would overflow.
@@ -149,32 +159,32 @@ impl RawLog {
     /// Writes what is buffered and fdatasyncs.
     pub fn sync(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.file.sync_data()
-    }
-
-    /// [`RawLog::sync`] with the fdatasync submitted to `ring` as an
-    /// io_uring fsync that this thread waits for: what any asynchronous
-    /// sync on io_uring costs beyond an fdatasync, with no corewal code in
-    /// the way.
-    pub fn sync_on_ring(&mut self, ring: &mut IoUring) -> io::Result<()> {
-        self.flush()?;
-        let fsync = opcode::Fsync::new(types::Fd(self.file.as_raw_fd()))
-            .flags(types::FsyncFlags::DATASYNC)
-            .build();
-        // SAFETY: the entry holds no pointer, only the descriptor of
-        // `self.file`, which stays open until the completion is reaped below.
-        unsafe { ring.submission().push(&fsync) }
-            .map_err(|_| io::Error::other("io_uring submission queue full"))?;
-        ring.submit_and_wait(1)?;
-        let done = ring
-            .completion()
-            .next()
-            .ok_or_else(|| io::Error::other("io_uring fsync: no completion"))?;
-        if done.result() < 0 {
-            return Err(io::Error::from_raw_os_error(-done.result()));
+        match &mut self.ring {
+            None => self.file.sync_data(),
+            Some(ring) => fsync_on(ring, &self.file),
         }
-        Ok(())
     }
+}
+
+/// An io_uring fdatasync of `file` that this thread waits for.
+fn fsync_on(ring: &mut IoUring, file: &File) -> io::Result<()> {
+    let fsync = opcode::Fsync::new(types::Fd(file.as_raw_fd()))
+        .flags(types::FsyncFlags::DATASYNC)
+        .build();
+    // SAFETY: the entry holds no pointer, only the descriptor of `file`,
+    // which is borrowed for this whole call and so open until the
+    // completion is reaped below.
+    unsafe { ring.submission().push(&fsync) }
+        .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+    ring.submit_and_wait(1)?;
+    let done = ring
+        .completion()
+        .next()
+        .ok_or_else(|| io::Error::other("io_uring fsync: no completion"))?;
+    if done.result() < 0 {
+        return Err(io::Error::from_raw_os_error(-done.result()));
+    }
+    Ok(())
 }
 
 /// What a scan found: valid frames and the bytes they occupy.
