@@ -599,7 +599,7 @@ fn open_lane<I: Io>(
             .context(|| format!("syncing {}", dir.display()))?;
         // Zero-filled if that works; a segment made directly serves as well.
         let (bytes, prealloc) = (config.segment_bytes, config.preallocate);
-        let file = prepare(io, dir, core, 0, bytes, prealloc, &AtomicBool::new(false))
+        let file = prepare(io, dir, core, 0, bytes, prealloc)
             .or_else(|_| create_now(io, dir, core, 0, bytes, prealloc))?;
         let resume = Resume {
             segment_index: 0,

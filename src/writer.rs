@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use crate::format::{
     seal_frame,
 };
 use crate::io::{Completion, EventFd, Io, IoFile, SubmitQueue};
-use crate::segment::{create_now, prepare};
+use crate::segment::{Preparing, create_now};
 
 mod in_use;
 mod rollback;
@@ -99,20 +99,6 @@ struct ActiveSegment<F> {
     index: u64,
     base_position: u64,
     seed: u32,
-}
-
-/// Lowers the calling thread to `SCHED_IDLE`: it then runs only on CPU time
-/// no other thread wants. The zero-fill of the next segment uses it, so it
-/// never competes with appends; if it has not finished when the segment is
-/// needed, it is cancelled and the segment is used as it is.
-fn run_when_idle() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid sched_param; pid 0 names the calling
-        // thread. Failure only leaves the thread at its normal priority.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    }
 }
 
 /// Where a lane's epochs begin in this session: its barriers and the first
@@ -221,35 +207,27 @@ pub struct SyncCompletion {
 /// thread.
 enum Preparation<F> {
     Ready(F),
-    Running {
-        thread: JoinHandle<Result<F>>,
-        /// Tells the thread to stop zero-filling: the segment is needed now.
-        cancel: Arc<AtomicBool>,
-    },
+    Running(Preparing<F>),
 }
 
-impl<F> Preparation<F> {
-    /// The prepared file if it is ready; otherwise `None`, and an unfinished
-    /// preparation is told to stop and handed back to be joined later.
-    /// Never waits for the thread.
-    fn take_if_ready(self) -> (Option<F>, Option<JoinHandle<Result<F>>>) {
+impl<F: IoFile> Preparation<F> {
+    /// The next segment, waiting only if it is not even created yet (see
+    /// [`Preparing`]), and the preparation's thread, to be joined later.
+    /// `None` if it could not be made.
+    fn take(self) -> (Option<Arc<F>>, Option<JoinHandle<()>>) {
         match self {
-            Preparation::Ready(file) => (Some(file), None),
-            Preparation::Running { thread, .. } if thread.is_finished() => {
-                (thread.join().ok().and_then(|r| r.ok()), None)
-            }
-            Preparation::Running { thread, cancel } => {
-                cancel.store(true, Ordering::Relaxed);
-                (None, Some(thread))
+            Preparation::Ready(file) => (Some(Arc::new(file)), None),
+            Preparation::Running(preparing) => {
+                let (file, thread) = preparing.take();
+                (file, Some(thread))
             }
         }
     }
 
     /// Stops a running preparation and waits for its thread.
     fn stop(self) {
-        if let Preparation::Running { thread, cancel } = self {
-            cancel.store(true, Ordering::Relaxed);
-            let _ = thread.join();
+        if let Preparation::Running(preparing) = self {
+            preparing.stop();
         }
     }
 }
@@ -275,8 +253,9 @@ pub(crate) struct Lane<I: Io> {
     /// handle so a checkpoint can read them without entering the lane.
     barriers: Arc<Barriers>,
     prepared: Option<Preparation<I::File>>,
-    /// Preparations overtaken by the writer, finishing in the background.
-    abandoned: Vec<JoinHandle<Result<I::File>>>,
+    /// Threads of preparations whose segment was taken, finishing in the
+    /// background.
+    abandoned: Vec<JoinHandle<()>>,
     encoder: Encoder,
     buf: Vec<u8>,
     /// File offset of `buf[0]` in the active segment.
@@ -382,17 +361,14 @@ impl<I: Io> Lane<I> {
     /// Starts preparing the segment after the active one on its own thread,
     /// so that rotation never waits for a zero-fill.
     fn prepare_next(&mut self) {
-        let io = self.io.clone();
-        let dir = self.config.dir.clone();
-        let (core, index) = (self.core_id, self.segment.index + 1);
-        let (bytes, prealloc) = (self.config.segment_bytes, self.config.preallocate);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let stop = cancel.clone();
-        let thread = std::thread::spawn(move || {
-            run_when_idle();
-            prepare(&io, &dir, core, index, bytes, prealloc, &stop)
-        });
-        self.prepared = Some(Preparation::Running { thread, cancel });
+        self.prepared = Some(Preparation::Running(Preparing::start(
+            &self.io,
+            &self.config.dir,
+            self.core_id,
+            self.segment.index + 1,
+            self.config.segment_bytes,
+            self.config.preallocate,
+        )));
     }
 
     pub(crate) fn check_usable(&self) -> Result<()> {
@@ -700,32 +676,31 @@ impl<I: Io> Lane<I> {
     fn rotate(&mut self) -> Result<()> {
         self.flush()?;
         let next_index = self.segment.index + 1;
-        // Take the prepared segment if it is ready; never wait for it (its
-        // thread runs only on idle CPU). Otherwise make the segment now, and
-        // the preparation, told to stop, publishes nothing.
-        let (ready, unfinished) = match self.prepared.take() {
-            Some(preparation) => preparation.take_if_ready(),
+        // The prepared segment, zero-filled or not. Only if it could not be
+        // made is it made here.
+        let (ready, thread) = match self.prepared.take() {
+            Some(preparation) => preparation.take(),
             None => (None, None),
         };
         self.abandoned.retain(|thread| !thread.is_finished());
-        self.abandoned.extend(unfinished);
+        self.abandoned.extend(thread);
         let file = match ready {
             Some(file) => file,
             // A failure here leaves the lane as it was; the next append
             // tries again.
-            None => create_now(
+            None => Arc::new(create_now(
                 &self.io,
                 &self.config.dir,
                 self.core_id,
                 next_index,
                 self.config.segment_bytes,
                 self.config.preallocate,
-            )?,
+            )?),
         };
         let old = std::mem::replace(
             &mut self.segment,
             ActiveSegment {
-                file: Arc::new(file),
+                file,
                 index: next_index,
                 base_position: self.position,
                 seed: frame_seed(self.core_id, next_index),

@@ -247,10 +247,10 @@ fn unused_prepared_segment_at_the_end_is_a_clean_end() {
     let m = open(&io, 1);
     m.writer(0).unwrap().append_put(b"k", b"v").unwrap();
     m.close().unwrap();
-    // Closing stops an unfinished preparation; make sure one is there.
+    // Closing stops a preparation that has not published its segment yet;
+    // make sure one is there.
     if io.contents(&segment(0, 1)).is_none() {
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        corewal::segment::prepare(&io, dir(), 0, 1, options(1).segment_bytes, true, &stop).unwrap();
+        corewal::segment::prepare(&io, dir(), 0, 1, options(1).segment_bytes, true).unwrap();
     }
     assert!(
         io.contents(&segment(0, 1)).unwrap().iter().all(|&b| b == 0),

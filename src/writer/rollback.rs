@@ -415,13 +415,9 @@ impl<I: Io> Lane<I> {
         let dir = self.config.dir.clone();
         if self.position != self.segment.base_position {
             let index = self.segment.index + 1;
-            let (ready, unfinished) = self
-                .prepared
-                .take()
-                .map_or((None, None), Preparation::take_if_ready);
-            // A preparation never replaces a segment the writer made, but
-            // nothing may be left running behind the removals either.
-            if let Some(thread) = unfinished {
+            let (ready, thread) = self.prepared.take().map_or((None, None), Preparation::take);
+            // Nothing may be left running behind the removals.
+            if let Some(thread) = thread {
                 let _ = thread.join();
             }
             for thread in self.abandoned.drain(..) {
@@ -429,14 +425,14 @@ impl<I: Io> Lane<I> {
             }
             let file = match ready {
                 Some(file) => file,
-                None => create_now(
+                None => Arc::new(create_now(
                     &self.io,
                     &dir,
                     core,
                     index,
                     self.config.segment_bytes,
                     self.config.preallocate,
-                )?,
+                )?),
             };
             let header = SegmentHeader {
                 core_id: core,
@@ -448,7 +444,7 @@ impl<I: Io> Lane<I> {
             file.write_at(&header.encode(), 0).context(what)?;
             file.sync_data().context(what)?;
             self.segment = ActiveSegment {
-                file: Arc::new(file),
+                file,
                 index,
                 base_position: self.position,
                 seed: frame_seed(core, index),
