@@ -20,7 +20,7 @@ use crate::recovery::{
     scan_lane_with,
 };
 use crate::segment::{
-    PREPARING_SUFFIX, create_now, list_segments, prepare, remove_segment, segment_path,
+    PREPARING_SUFFIX, create_now, list_segments, prepare, remove_segment, segment_path, write_zeros,
 };
 use crate::writer::{Lane, LaneConfig, LaneStart, Resume, Shared, Writer};
 
@@ -706,14 +706,6 @@ fn finish_reset<I: Io>(
 
 /// Overwrites `file` with zeros from `offset` to its end, durably.
 fn zero_from<F: IoFile>(file: &F, offset: u64) -> std::io::Result<()> {
-    const CHUNK: usize = 1 << 20;
-    let len = file.size()?;
-    let zeros = vec![0u8; CHUNK];
-    let mut off = offset;
-    while off < len {
-        let n = (len - off).min(CHUNK as u64) as usize;
-        file.write_at(&zeros[..n], off)?;
-        off += n as u64;
-    }
+    write_zeros(file, offset, file.size()?)?;
     file.sync_data()
 }

@@ -70,6 +70,8 @@ pub fn list_segments<I: Io>(
 /// cost what appends to a never-cached file do.
 const ZERO_CHUNK: usize = 64 << 10;
 
+static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
+
 /// Suffix of a segment being created under a temporary name.
 pub const PREPARING_SUFFIX: &str = ".prep";
 
@@ -94,7 +96,7 @@ pub fn prepare<I: Io>(
                 segment_path(dir, core_id, index).display()
             )
         };
-        zero_fill(segment_bytes, |zeros, off| Some(file.write_at(zeros, off))).context(what)?;
+        write_zeros(&file, 0, segment_bytes).context(what)?;
         file.sync_all().context(what)?;
     }
     Ok(file)
@@ -140,18 +142,25 @@ fn publish<I: Io>(
     Ok(file)
 }
 
-/// Writes zeros over the first `bytes` of a file, [`ZERO_CHUNK`] at a time,
-/// each chunk through `write`; `write` returning `None` stops the fill
-/// early. Returns whether every chunk was written.
+/// Overwrites bytes `[from, to)` of `file` with zeros (not synced), in
+/// writes of [`ZERO_CHUNK`]: the one way the library writes zeros, so that
+/// every zeroed range sits in small page-cache folios.
+pub fn write_zeros<F: IoFile + ?Sized>(file: &F, from: u64, to: u64) -> std::io::Result<()> {
+    zero_fill(from, to, |zeros, off| Some(file.write_at(zeros, off))).map(drop)
+}
+
+/// Writes zeros over `[from, to)`, [`ZERO_CHUNK`] at a time, each chunk
+/// through `write`; `write` returning `None` stops the fill early. Returns
+/// whether every chunk was written.
 fn zero_fill(
-    bytes: u64,
+    from: u64,
+    to: u64,
     mut write: impl FnMut(&[u8], u64) -> Option<std::io::Result<()>>,
 ) -> std::io::Result<bool> {
-    let zeros = vec![0u8; ZERO_CHUNK];
-    let mut off = 0u64;
-    while off < bytes {
-        let n = (bytes - off).min(ZERO_CHUNK as u64) as usize;
-        match write(&zeros[..n], off) {
+    let mut off = from;
+    while off < to {
+        let n = (to - off).min(ZERO_CHUNK as u64) as usize;
+        match write(&ZEROS[..n], off) {
             Some(written) => written?,
             None => return Ok(false),
         }
@@ -173,7 +182,8 @@ fn run_when_idle() {
 }
 
 /// The next segment of a lane, made by [`prepare`]'s steps on a thread of
-/// its own, and handed to the writer whenever it asks, zero-filled or not.
+/// its own (or found ready at open), and handed to the writer whenever it
+/// asks, zero-filled or not.
 ///
 /// The segment is published first and zero-filled afterwards, one chunk at
 /// a time under the hand-over lock. Taking it takes that lock, and once it
@@ -186,13 +196,15 @@ fn run_when_idle() {
 /// that.
 pub struct Preparing<F> {
     handover: Arc<Handover<F>>,
-    thread: JoinHandle<()>,
+    /// `None` for a segment found ready.
+    thread: Option<JoinHandle<()>>,
 }
 
 struct Handover<F> {
     stage: Mutex<Stage<F>>,
     published: Condvar,
-    /// Bytes zero-filled so far.
+    /// Bytes zero-filled so far (the tests check where a take or a stop
+    /// cut the fill).
     filled: AtomicU64,
 }
 
@@ -208,6 +220,18 @@ enum Stage<F> {
 }
 
 impl<F: IoFile> Preparing<F> {
+    /// A segment that is ready already: published and zero-filled.
+    pub fn ready(file: F) -> Preparing<F> {
+        Preparing {
+            handover: Arc::new(Handover {
+                stage: Mutex::new(Stage::Published(Arc::new(file))),
+                published: Condvar::new(),
+                filled: AtomicU64::new(0),
+            }),
+            thread: None,
+        }
+    }
+
     /// Starts preparing segment `index` of `core_id`.
     pub fn start<I: Io<File = F>>(
         io: &I,
@@ -241,18 +265,22 @@ impl<F: IoFile> Preparing<F> {
                 shared.zero_fill(segment_bytes);
             }
         });
-        Preparing { handover, thread }
+        Preparing {
+            handover,
+            thread: Some(thread),
+        }
     }
 
     /// The segment, once published (waiting for that if needed), and the
     /// thread, to be joined later: it stops at its next chunk. `None` if
     /// the segment could not be made.
-    pub fn take(self) -> (Option<Arc<F>>, JoinHandle<()>) {
+    pub fn take(self) -> (Option<Arc<F>>, Option<JoinHandle<()>>) {
         let mut stage = self.handover.lock();
         loop {
+            let running = self.thread.as_ref().is_some_and(|t| !t.is_finished());
             match std::mem::replace(&mut *stage, Stage::Done) {
                 Stage::Published(file) => return (Some(file), self.thread),
-                Stage::Creating if !self.thread.is_finished() => {
+                Stage::Creating if running => {
                     *stage = Stage::Creating;
                     // With a timeout, in case the thread died before
                     // notifying.
@@ -272,7 +300,9 @@ impl<F: IoFile> Preparing<F> {
     /// published stays, not fully zero-filled.
     pub fn stop(self) {
         *self.handover.lock() = Stage::Done;
-        let _ = self.thread.join();
+        if let Some(thread) = self.thread {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -285,7 +315,7 @@ impl<F: IoFile> Handover<F> {
     /// it is done or taken; then syncs it if it is still here. A failure
     /// only ends the fill: the writer's own syncs report a bad file.
     fn zero_fill(&self, segment_bytes: u64) {
-        let filled = zero_fill(segment_bytes, |zeros, off| match &*self.lock() {
+        let filled = zero_fill(0, segment_bytes, |zeros, off| match &*self.lock() {
             Stage::Published(file) => {
                 let written = file.write_at(zeros, off);
                 if written.is_ok() {
@@ -367,9 +397,7 @@ mod tests {
 
     #[test]
     fn prepare_zero_fills_and_makes_the_name_durable() {
-        let io = MemIo::new();
-        let dir = Path::new("/wal");
-        io.create_dir(dir).unwrap();
+        let (io, dir) = wal_dir();
         prepare(&io, dir, 0, 1, 3 * ZERO_CHUNK as u64 / 2, true).unwrap();
         io.crash();
         let bytes = io
@@ -383,26 +411,35 @@ mod tests {
         );
     }
 
-    /// Waits until `preparing` has published its segment.
-    fn wait_published(preparing: &Preparing<crate::io::MemFile>) {
+    /// An empty WAL directory in memory.
+    fn wal_dir() -> (MemIo, &'static Path) {
+        let io = MemIo::new();
+        let dir = Path::new("/wal");
+        io.create_dir(dir).unwrap();
+        (io, dir)
+    }
+
+    /// Starts preparing segment `index` of lane 0 and waits until it is
+    /// published.
+    fn published(io: &MemIo, index: u64, size: u64) -> Preparing<crate::io::MemFile> {
+        let preparing = Preparing::start(io, Path::new("/wal"), 0, index, size, true);
         while matches!(*preparing.handover.lock(), Stage::Creating) {
             std::thread::yield_now();
         }
+        preparing
     }
 
     #[test]
     fn a_preparation_left_alone_publishes_a_zero_filled_segment() {
-        let io = MemIo::new();
-        let dir = Path::new("/wal");
-        io.create_dir(dir).unwrap();
+        let (io, dir) = wal_dir();
         let size = 8 * ZERO_CHUNK as u64;
         let preparing = Preparing::start(&io, dir, 0, 2, size, true);
-        while !preparing.thread.is_finished() {
+        while !preparing.thread.as_ref().unwrap().is_finished() {
             std::thread::yield_now();
         }
         assert_eq!(preparing.handover.filled.load(Ordering::Relaxed), size);
         let (file, thread) = preparing.take();
-        thread.join().unwrap();
+        thread.unwrap().join().unwrap();
         assert_eq!(file.expect("published").size().unwrap(), size);
         io.crash();
         io.restart();
@@ -414,15 +451,12 @@ mod tests {
 
     #[test]
     fn no_zero_lands_on_what_the_writer_writes_after_taking_a_segment() {
-        let io = MemIo::new();
-        let dir = Path::new("/wal");
-        io.create_dir(dir).unwrap();
+        let (io, dir) = wal_dir();
         let chunks = 256u64;
         let size = chunks * ZERO_CHUNK as u64;
         let mut taken_part_way = 0;
         for index in 0..10 {
-            let preparing = Preparing::start(&io, dir, 0, index, size, true);
-            wait_published(&preparing);
+            let preparing = published(&io, index, size);
             let handover = Arc::clone(&preparing.handover);
             let (file, thread) = preparing.take();
             let file = file.expect("published");
@@ -431,7 +465,7 @@ mod tests {
                 file.write_at(b"data", chunk * ZERO_CHUNK as u64 + 8)
                     .unwrap();
             }
-            thread.join().unwrap();
+            thread.unwrap().join().unwrap();
             if handover.filled.load(Ordering::Relaxed) < size {
                 taken_part_way += 1;
             }
@@ -450,14 +484,11 @@ mod tests {
 
     #[test]
     fn a_stopped_preparation_writes_nothing_more() {
-        let io = MemIo::new();
-        let dir = Path::new("/wal");
-        io.create_dir(dir).unwrap();
+        let (io, dir) = wal_dir();
         let size = 256 * ZERO_CHUNK as u64;
         let mut stopped_part_way = 0;
         for index in 0..10 {
-            let preparing = Preparing::start(&io, dir, 0, index, size, true);
-            wait_published(&preparing);
+            let preparing = published(&io, index, size);
             let handover = Arc::clone(&preparing.handover);
             preparing.stop();
             let filled = handover.filled.load(Ordering::Relaxed);
@@ -477,26 +508,22 @@ mod tests {
 
     #[test]
     fn a_preparation_that_cannot_create_its_segment_hands_over_nothing() {
-        let io = MemIo::new();
-        let dir = Path::new("/wal");
-        io.create_dir(dir).unwrap();
+        let (io, dir) = wal_dir();
         io.fail(crate::io::FaultOp::Open, ".prep", 0, None, libc::ENOSPC);
         let (file, thread) = Preparing::start(&io, dir, 0, 0, 4096, true).take();
-        thread.join().unwrap();
+        thread.unwrap().join().unwrap();
         assert!(file.is_none());
         assert!(io.list(dir).unwrap().is_empty());
     }
 
     #[test]
     fn a_preparation_never_replaces_a_segment_the_writer_made() {
-        let io = MemIo::new();
-        let dir = Path::new("/wal");
-        io.create_dir(dir).unwrap();
+        let (io, dir) = wal_dir();
         let made = create_now(&io, dir, 0, 3, 4096, true).unwrap();
         made.write_at(b"data", 64).unwrap();
         assert!(prepare(&io, dir, 0, 3, 4096, true).is_err());
         let (file, thread) = Preparing::start(&io, dir, 0, 3, 4096, true).take();
-        thread.join().unwrap();
+        thread.unwrap().join().unwrap();
         assert!(file.is_none(), "a background preparation neither");
         assert_eq!(
             &io.contents(&segment_path(dir, 0, 3)).unwrap()[64..68],
@@ -519,10 +546,26 @@ mod tests {
     }
 
     #[test]
+    fn write_zeros_covers_its_range_and_nothing_else() {
+        let (io, dir) = wal_dir();
+        let file = io.open(&dir.join("f"), OpenMode::CreateNew).unwrap();
+        let len = 3 * ZERO_CHUNK + 100;
+        file.write_at(&vec![0xAB; len], 0).unwrap();
+        write_zeros(&file, 10, (len - 10) as u64).unwrap();
+        let bytes = io.contents(&dir.join("f")).unwrap();
+        assert_eq!(bytes.len(), len);
+        assert!(
+            bytes[..10]
+                .iter()
+                .chain(&bytes[len - 10..])
+                .all(|&b| b == 0xAB)
+        );
+        assert!(bytes[10..len - 10].iter().all(|&b| b == 0));
+    }
+
+    #[test]
     fn list_splits_known_and_foreign_lanes() {
-        let io = MemIo::new();
-        let dir = Path::new("/wal");
-        io.create_dir(dir).unwrap();
+        let (io, dir) = wal_dir();
         for (core, index) in [(0, 2), (0, 1), (1, 0), (4, 0)] {
             prepare(&io, dir, core, index, 0, false).unwrap();
         }

@@ -203,35 +203,6 @@ pub struct SyncCompletion {
     pub result: std::result::Result<(), String>,
 }
 
-/// The next segment: found ready at open, or being prepared on its own
-/// thread.
-enum Preparation<F> {
-    Ready(F),
-    Running(Preparing<F>),
-}
-
-impl<F: IoFile> Preparation<F> {
-    /// The next segment, waiting only if it is not even created yet (see
-    /// [`Preparing`]), and the preparation's thread, to be joined later.
-    /// `None` if it could not be made.
-    fn take(self) -> (Option<Arc<F>>, Option<JoinHandle<()>>) {
-        match self {
-            Preparation::Ready(file) => (Some(Arc::new(file)), None),
-            Preparation::Running(preparing) => {
-                let (file, thread) = preparing.take();
-                (file, Some(thread))
-            }
-        }
-    }
-
-    /// Stops a running preparation and waits for its thread.
-    fn stop(self) {
-        if let Preparation::Running(preparing) = self {
-            preparing.stop();
-        }
-    }
-}
-
 /// Everything a writer mutates; lives behind the writer's mutex.
 pub(crate) struct Lane<I: Io> {
     io: I,
@@ -252,7 +223,8 @@ pub(crate) struct Lane<I: Io> {
     /// Recent EPOCH_BARRIERs of this session, shared with the writer's
     /// handle so a checkpoint can read them without entering the lane.
     barriers: Arc<Barriers>,
-    prepared: Option<Preparation<I::File>>,
+    /// The next segment: found ready at open, or being prepared.
+    prepared: Option<Preparing<I::File>>,
     /// Threads of preparations whose segment was taken, finishing in the
     /// background.
     abandoned: Vec<JoinHandle<()>>,
@@ -341,7 +313,7 @@ impl<I: Io> Lane<I> {
             lane.start_segment_header();
         }
         match prepared_next {
-            Some(file) => lane.prepared = Some(Preparation::Ready(file)),
+            Some(file) => lane.prepared = Some(Preparing::ready(file)),
             None => lane.prepare_next(),
         }
         Ok(lane)
@@ -361,14 +333,48 @@ impl<I: Io> Lane<I> {
     /// Starts preparing the segment after the active one on its own thread,
     /// so that rotation never waits for a zero-fill.
     fn prepare_next(&mut self) {
-        self.prepared = Some(Preparation::Running(Preparing::start(
+        self.prepared = Some(Preparing::start(
             &self.io,
             &self.config.dir,
             self.core_id,
             self.segment.index + 1,
             self.config.segment_bytes,
             self.config.preallocate,
-        )));
+        ));
+    }
+
+    /// The next segment (index `segment.index + 1`): the prepared one,
+    /// zero-filled or not, or, only if it could not be made, one made here.
+    /// The preparation's thread finishes in the background.
+    fn take_next_segment(&mut self) -> Result<Arc<I::File>> {
+        let (ready, thread) = match self.prepared.take() {
+            Some(preparing) => preparing.take(),
+            None => (None, None),
+        };
+        self.abandoned.retain(|thread| !thread.is_finished());
+        self.abandoned.extend(thread);
+        match ready {
+            Some(file) => Ok(file),
+            None => Ok(Arc::new(create_now(
+                &self.io,
+                &self.config.dir,
+                self.core_id,
+                self.segment.index + 1,
+                self.config.segment_bytes,
+                self.config.preallocate,
+            )?)),
+        }
+    }
+
+    /// Stops the preparation and waits for every preparation thread, so
+    /// none publishes or writes anything afterwards.
+    fn stop_preparing(&mut self) {
+        if let Some(preparing) = self.prepared.take() {
+            preparing.stop();
+        }
+        for thread in self.abandoned.drain(..) {
+            let _ = thread.join();
+        }
     }
 
     pub(crate) fn check_usable(&self) -> Result<()> {
@@ -676,27 +682,9 @@ impl<I: Io> Lane<I> {
     fn rotate(&mut self) -> Result<()> {
         self.flush()?;
         let next_index = self.segment.index + 1;
-        // The prepared segment, zero-filled or not. Only if it could not be
-        // made is it made here.
-        let (ready, thread) = match self.prepared.take() {
-            Some(preparation) => preparation.take(),
-            None => (None, None),
-        };
-        self.abandoned.retain(|thread| !thread.is_finished());
-        self.abandoned.extend(thread);
-        let file = match ready {
-            Some(file) => file,
-            // A failure here leaves the lane as it was; the next append
-            // tries again.
-            None => Arc::new(create_now(
-                &self.io,
-                &self.config.dir,
-                self.core_id,
-                next_index,
-                self.config.segment_bytes,
-                self.config.preallocate,
-            )?),
-        };
+        // A failure here leaves the lane as it was; the next append tries
+        // again.
+        let file = self.take_next_segment()?;
         let old = std::mem::replace(
             &mut self.segment,
             ActiveSegment {
@@ -862,12 +850,7 @@ impl<I: Io> Lane<I> {
     /// Stops the preparation and waits for background syncs, so no thread
     /// outlives the lane.
     fn finish_background(&mut self) {
-        if let Some(preparation) = self.prepared.take() {
-            preparation.stop();
-        }
-        for thread in self.abandoned.drain(..) {
-            let _ = thread.join();
-        }
+        self.stop_preparing();
         for retired in self.retiring.drain(..) {
             let _ = retired.join();
         }

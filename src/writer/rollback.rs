@@ -48,19 +48,16 @@
 
 use std::sync::Arc;
 
-use super::{ActiveSegment, Lane, Preparation};
+use super::{ActiveSegment, Lane};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, SEGMENT_HEADER_LEN, SegmentHeader, check_frame, frame_seed};
 use crate::io::{Io, IoFile, OpenMode, SubmitQueue};
 use crate::recovery::header_base;
-use crate::segment::{create_now, list_segments, remove_segment, segment_path};
+use crate::segment::{list_segments, remove_segment, segment_path, write_zeros};
 
 /// Frames are read back whatever `max_record_bytes` is now, as recovery
 /// reads them.
 const READ_LIMIT: usize = u32::MAX as usize;
-
-/// Zeros written at a time.
-const ZERO_CHUNK: usize = 1 << 20;
 
 /// What a truncation will do, found before anything changes.
 struct Cut<F> {
@@ -115,18 +112,6 @@ fn zero_order(from: u64, marks: &[u64], end: u64) -> Vec<(u64, u64)> {
     }
     bounds.push(end);
     bounds.windows(2).rev().map(|w| (w[0], w[1])).collect()
-}
-
-/// Overwrites bytes `[from, to)` of `file` with zeros (not synced).
-fn zero<F: IoFile>(file: &F, from: u64, to: u64) -> std::io::Result<()> {
-    let zeros = vec![0u8; ZERO_CHUNK.min((to - from) as usize)];
-    let mut off = from;
-    while off < to {
-        let n = (to - off).min(zeros.len() as u64) as usize;
-        file.write_at(&zeros[..n], off)?;
-        off += n as u64;
-    }
-    Ok(())
 }
 
 impl<I: Io> Lane<I> {
@@ -353,12 +338,7 @@ impl<I: Io> Lane<I> {
         let moved = cut.index != self.segment.index;
         if moved {
             // No preparation may publish a segment behind the removals.
-            if let Some(preparation) = self.prepared.take() {
-                preparation.stop();
-            }
-            for thread in self.abandoned.drain(..) {
-                let _ = thread.join();
-            }
+            self.stop_preparing();
             let (lanes, _) = list_segments(&self.io, &dir, core + 1)?;
             for &index in lanes[core as usize]
                 .iter()
@@ -376,7 +356,7 @@ impl<I: Io> Lane<I> {
         let what = || format!("zeroing the discarded tail of {}", path.display());
         let offset = |p: u64| SEGMENT_HEADER_LEN as u64 + (p - cut.base);
         for (from, to) in zero_order(position, &cut.marks, cut.end) {
-            zero(&*file, offset(from), offset(to)).context(what)?;
+            write_zeros(&*file, offset(from), offset(to)).context(what)?;
             file.sync_data().context(what)?;
         }
         if moved {
@@ -415,25 +395,9 @@ impl<I: Io> Lane<I> {
         let dir = self.config.dir.clone();
         if self.position != self.segment.base_position {
             let index = self.segment.index + 1;
-            let (ready, thread) = self.prepared.take().map_or((None, None), Preparation::take);
+            let file = self.take_next_segment()?;
             // Nothing may be left running behind the removals.
-            if let Some(thread) = thread {
-                let _ = thread.join();
-            }
-            for thread in self.abandoned.drain(..) {
-                let _ = thread.join();
-            }
-            let file = match ready {
-                Some(file) => file,
-                None => Arc::new(create_now(
-                    &self.io,
-                    &dir,
-                    core,
-                    index,
-                    self.config.segment_bytes,
-                    self.config.preallocate,
-                )?),
-            };
+            self.stop_preparing();
             let header = SegmentHeader {
                 core_id: core,
                 segment_index: index,
