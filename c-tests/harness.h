@@ -319,16 +319,19 @@ CWT_INLINE void cwt_last_segment(const char *dir, uint32_t core, uint64_t *index
 
 /* Default options for a WAL with `cores` lanes and small segments. */
 /* Options for `cores` lanes of `segment_bytes`, on the backend named by
- * COREWAL_TEST_BACKEND ("sync" or "io_uring"; unset: CW_BACKEND_AUTO), so
- * ctest runs each test on both backends. */
+ * COREWAL_TEST_BACKEND ("sync" or "io_uring"; unset: CW_BACKEND_AUTO), with
+ * direct I/O if COREWAL_TEST_DIRECT is "1", so ctest runs each test on both
+ * backends and with direct I/O. */
 CWT_INLINE cw_options cwt_options(uint32_t cores, uint64_t segment_bytes) {
   cw_options o;
   const char *backend = getenv("COREWAL_TEST_BACKEND");
+  const char *direct = getenv("COREWAL_TEST_DIRECT");
   cw_options_init(&o, sizeof o);
   o.num_cores = cores;
   o.segment_bytes = segment_bytes;
   if (backend && strcmp(backend, "sync") == 0) o.backend = CW_BACKEND_SYNC;
   if (backend && strcmp(backend, "io_uring") == 0) o.backend = CW_BACKEND_IO_URING;
+  if (direct && strcmp(direct, "1") == 0) o.direct_io = 1;
   return o;
 }
 

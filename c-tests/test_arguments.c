@@ -212,6 +212,18 @@ static void open_arguments(void) {
   o.segment_bytes = 65536 + 1;
   CHECK_STATUS(cw_manager_open(dir, &o, &m), CW_ERR_INVALID_ARGUMENT);
   o.segment_bytes = 65536;
+  /* Direct I/O needs whole blocks, and a file system that takes it. */
+  {
+    uint32_t direct_before = o.direct_io;
+    o.direct_io = 1;
+    o.segment_bytes = 65536 + 8;
+    CHECK_STATUS(cw_manager_open(dir, &o, &m), CW_ERR_INVALID_ARGUMENT);
+    CHECK_CONTAINS(cw_last_error(), "direct I/O");
+    o.segment_bytes = 65536;
+    CHECK_STATUS(cw_manager_open("/proc/self/corewal-wal", &o, &m), CW_ERR_UNSUPPORTED);
+    CHECK_CONTAINS(cw_last_error(), "direct I/O is not available");
+    o.direct_io = direct_before;
+  }
   o.max_record_bytes = 0;
   CHECK_STATUS(cw_manager_open(dir, &o, &m), CW_ERR_INVALID_ARGUMENT);
   o.max_record_bytes = 1 << 20;

@@ -78,21 +78,29 @@ function(corewal_add_c_test name)
   if(ARG_STATIC)
     list(APPEND labels static)
   endif()
-  # Every test runs on both backends (the harness reads
-  # COREWAL_TEST_BACKEND): <name> on sync, <name>_io_uring on io_uring.
-  set(runs "${name}=sync")
+  # Every test runs on both backends and with direct I/O (the harness reads
+  # COREWAL_TEST_BACKEND and COREWAL_TEST_DIRECT): <name> on sync,
+  # <name>_io_uring on io_uring, <name>_direct and <name>_io_uring_direct
+  # with the direct_io option.
+  set(runs "${name}=sync=0")
   if(NOT ARG_ONE_BACKEND)
-    list(APPEND runs "${name}_io_uring=io_uring")
+    list(APPEND runs "${name}_io_uring=io_uring=0" "${name}_direct=sync=1"
+      "${name}_io_uring_direct=io_uring=1")
   endif()
   foreach(run IN LISTS runs)
     string(REPLACE "=" ";" run "${run}")
     list(GET run 0 test_name)
     list(GET run 1 backend)
+    list(GET run 2 direct)
+    set(run_labels "${labels};${backend}")
+    if(direct)
+      list(APPEND run_labels direct)
+    endif()
     add_test(NAME ${test_name} COMMAND ${name})
     set_tests_properties(${test_name} PROPERTIES
       TIMEOUT ${ARG_TIMEOUT}
-      LABELS "${labels};${backend}"
-      ENVIRONMENT "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;COREWAL_TEST_BACKEND=${backend}")
+      LABELS "${run_labels}"
+      ENVIRONMENT "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;COREWAL_TEST_BACKEND=${backend};COREWAL_TEST_DIRECT=${direct}")
   endforeach()
 endfunction()
 

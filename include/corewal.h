@@ -216,6 +216,14 @@ typedef struct cw_options {
    * io_uring only: submission queue entries per writer; default 256.
    */
   uint32_t io_uring_entries;
+  /**
+   * 1 = write segments with direct I/O (`O_DIRECT | O_DSYNC`): a sync
+   * then needs no fdatasync, so syncs are faster and bulk appends slower
+   * (every write reaches the device). `cw_manager_open` fails with
+   * CW_ERR_UNSUPPORTED where the file system refuses it; needs
+   * `segment_bytes` to be a multiple of 4096. Default 0.
+   */
+  uint32_t direct_io;
 } cw_options;
 
 /**
@@ -503,7 +511,9 @@ void cw_options_init(struct cw_options *opts, size_t size);
  * option, a `num_cores` smaller than the directory's); CW_ERR_LOCKED
  * (another manager has it open); CW_ERR_NOT_FOUND (missing and not to be
  * created); CW_ERR_CORRUPT (damage the recovery mode refuses; the message
- * names lane, segment file and offset); CW_ERR_IO.
+ * names lane, segment file and offset); CW_ERR_UNSUPPORTED
+ * (`CW_BACKEND_IO_URING` where no ring can be set up, `direct_io` where the
+ * file system refuses direct I/O); CW_ERR_IO.
  *
  * Ownership: the caller owns the manager and releases it with
  * `cw_manager_close`. Thread safety: any thread.

@@ -214,6 +214,7 @@ class Options {
   Options &sync_every_bytes(uint64_t v) noexcept { raw_.sync_every_bytes = v; return *this; }
   Options &sync_interval_us(uint64_t v) noexcept { raw_.sync_interval_us = v; return *this; }
   Options &flusher_interval_us(uint64_t v) noexcept { raw_.flusher_interval_us = v; return *this; }
+  Options &direct_io(bool v) noexcept { raw_.direct_io = v ? 1u : 0u; return *this; }
 
   // The C struct, for fields without a setter.
   [[nodiscard]] cw_options &raw() noexcept { return raw_; }

@@ -152,6 +152,12 @@ pub struct cw_options {
     pub io_uring_sqpoll: u32,
     /// io_uring only: submission queue entries per writer; default 256.
     pub io_uring_entries: u32,
+    /// 1 = write segments with direct I/O (`O_DIRECT | O_DSYNC`): a sync
+    /// then needs no fdatasync, so syncs are faster and bulk appends slower
+    /// (every write reaches the device). `cw_manager_open` fails with
+    /// CW_ERR_UNSUPPORTED where the file system refuses it; needs
+    /// `segment_bytes` to be a multiple of 4096. Default 0.
+    pub direct_io: u32,
 }
 
 /// One `(source name, offset)` pair of a COMMIT record. `name` need not be
@@ -449,6 +455,7 @@ fn default_options() -> cw_options {
         flusher_interval_us: d.flusher_interval_us,
         io_uring_sqpoll: d.uring_sqpoll as u32,
         io_uring_entries: d.uring_entries,
+        direct_io: d.direct_io as u32,
     }
 }
 
@@ -519,6 +526,7 @@ fn convert_options(ptr: *const cw_options) -> Result<Options, Error> {
         flusher_interval_us: raw.flusher_interval_us,
         uring_sqpoll: raw.io_uring_sqpoll != 0,
         uring_entries: raw.io_uring_entries,
+        direct_io: raw.direct_io != 0,
     })
 }
 
@@ -690,7 +698,9 @@ pub extern "C" fn cw_options_init(opts: *mut cw_options, size: usize) {
 /// option, a `num_cores` smaller than the directory's); CW_ERR_LOCKED
 /// (another manager has it open); CW_ERR_NOT_FOUND (missing and not to be
 /// created); CW_ERR_CORRUPT (damage the recovery mode refuses; the message
-/// names lane, segment file and offset); CW_ERR_IO.
+/// names lane, segment file and offset); CW_ERR_UNSUPPORTED
+/// (`CW_BACKEND_IO_URING` where no ring can be set up, `direct_io` where the
+/// file system refuses direct I/O); CW_ERR_IO.
 ///
 /// Ownership: the caller owns the manager and releases it with
 /// `cw_manager_close`. Thread safety: any thread.

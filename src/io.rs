@@ -17,6 +17,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::direct::DirectFiles;
 use crate::options::Backend;
 use crate::uring::{InjectOp, UringOptions, UringQueue};
 
@@ -169,12 +170,16 @@ pub trait Io: Clone + Send + Sync + 'static {
     fn map(&self, file: &Self::File, len: usize) -> io::Result<Self::Map>;
     /// A submission queue for one writer.
     fn queue(&self) -> io::Result<Self::Queue>;
+    /// Called once a prepared segment is zero-filled and synced, before the
+    /// writer uses it.
+    fn settle(&self, _file: &Self::File) {}
 
     /// The queue kind [`Io::queue`] makes.
     fn backend_in_use(&self) -> BackendInUse {
         BackendInUse {
             backend: Backend::Sync,
             fallback_reason: None,
+            direct_io: false,
         }
     }
 
@@ -262,7 +267,7 @@ impl<F> BlockingQueue<F> {
     /// Keeps a finished operation for reap; `signal`: make the event fd
     /// readable too (only a sync someone may be waiting on needs it, and a
     /// signal costs a system call).
-    fn finish(&mut self, completion: Completion, signal: bool) {
+    pub(crate) fn finish(&mut self, completion: Completion, signal: bool) {
         self.done.push_back(completion);
         if let Some(event) = self.event.as_ref().filter(|_| signal) {
             event.signal();
@@ -302,6 +307,90 @@ impl<F: IoFile> SubmitQueue for BlockingQueue<F> {
     }
 }
 
+/// The sync backend with direct I/O (see [`crate::direct`]): each write is
+/// staged and written `O_DIRECT | O_DSYNC` on the calling thread, so a sync
+/// of a file written that way is done with no fdatasync. Files that refuse
+/// direct I/O are written and synced as by [`BlockingQueue`].
+#[derive(Default)]
+pub struct DirectQueue {
+    done: BlockingQueue<File>,
+    files: DirectFiles,
+}
+
+impl SubmitQueue for DirectQueue {
+    type File = File;
+
+    fn write(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        let completion = match self.files.get(file, offset) {
+            Some(direct) if !buf.is_empty() => match direct.stage(file, &buf, offset) {
+                Ok(staged) => {
+                    let (done, result) = direct.write_staged(&staged);
+                    if result.is_err() {
+                        direct.forget_tail();
+                    }
+                    let written = match result {
+                        Ok(()) => buf.len(),
+                        Err(_) => staged.data_written(done),
+                    };
+                    Completion::Write {
+                        buf,
+                        result,
+                        written,
+                    }
+                }
+                Err(e) => Completion::Write {
+                    buf,
+                    result: Err(e),
+                    written: 0,
+                },
+            },
+            _ => return self.done.write(file, buf, offset),
+        };
+        self.done.finish(completion, false);
+    }
+
+    fn sync(&mut self, file: &Arc<File>, token: u64) {
+        if self.files.is_direct(file) {
+            // Its writes were durable when they returned.
+            self.done.finish(
+                Completion::Sync {
+                    token,
+                    result: Ok(()),
+                },
+                true,
+            );
+        } else {
+            self.done.sync(file, token);
+        }
+    }
+
+    fn sync_now(&mut self, file: &Arc<File>, token: u64) {
+        if self.files.is_direct(file) {
+            self.done.finish(
+                Completion::Sync {
+                    token,
+                    result: Ok(()),
+                },
+                false,
+            );
+        } else {
+            self.done.sync_now(file, token);
+        }
+    }
+
+    fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {
+        self.done.reap(wait, out)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.done.in_flight()
+    }
+
+    fn attach_event(&mut self, event: Arc<EventFd>) -> io::Result<()> {
+        self.done.attach_event(event)
+    }
+}
+
 /// The backend a manager ended up with, and why, when it differs from the
 /// one asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +399,8 @@ pub struct BackendInUse {
     pub backend: Backend,
     /// Why `Auto` did not pick io_uring; `None` when nothing fell back.
     pub fallback_reason: Option<String>,
+    /// Segments are written with direct I/O.
+    pub direct_io: bool,
 }
 
 /// Real files: pwrite, fdatasync, flock, mmap; writes and syncs through
@@ -320,6 +411,8 @@ pub struct FileIo {
     dir_mode: u32,
     uring: Option<UringOptions>,
     fallback_reason: Option<String>,
+    /// Segment writes with direct I/O (see [`crate::direct`]).
+    direct: bool,
     /// Failures to inject into the io_uring queues made from this value
     /// (tests of the failure paths).
     injected: Arc<Mutex<VecDeque<(InjectOp, i32)>>>,
@@ -332,6 +425,7 @@ impl Default for FileIo {
             dir_mode: 0o700,
             uring: None,
             fallback_reason: None,
+            direct: false,
             injected: Arc::default(),
         }
     }
@@ -365,6 +459,16 @@ impl FileIo {
         }
         Ok(io)
     }
+
+    /// Writes segments with direct I/O (see [`crate::direct`]), on either
+    /// queue, if it works where `dir` is; the error says why not.
+    pub fn with_direct_io(self, dir: &Path) -> Result<FileIo, String> {
+        crate::direct::probe(dir)?;
+        Ok(FileIo {
+            direct: true,
+            ..self
+        })
+    }
 }
 
 impl FileIo {
@@ -377,9 +481,11 @@ impl FileIo {
     }
 }
 
-/// The queue of [`FileIo`]: blocking, or an io_uring ring.
+/// The queue of [`FileIo`]: blocking (through the page cache or direct), or
+/// an io_uring ring.
 pub enum FileQueue {
     Blocking(BlockingQueue<File>),
+    Direct(DirectQueue),
     Uring(Box<UringQueue>, Arc<Mutex<VecDeque<(InjectOp, i32)>>>),
 }
 
@@ -388,6 +494,7 @@ impl FileQueue {
     fn active(&mut self) -> &mut dyn SubmitQueue<File = File> {
         match self {
             FileQueue::Blocking(q) => q,
+            FileQueue::Direct(q) => q,
             FileQueue::Uring(q, injected) => {
                 for (op, errno) in lock_state(injected).drain(..) {
                     q.inject_failure(op, errno);
@@ -424,6 +531,7 @@ impl SubmitQueue for FileQueue {
     fn in_flight(&self) -> usize {
         match self {
             FileQueue::Blocking(q) => q.in_flight(),
+            FileQueue::Direct(q) => q.in_flight(),
             FileQueue::Uring(q, _) => q.in_flight(),
         }
     }
@@ -609,10 +717,24 @@ impl Io for FileIo {
     fn queue(&self) -> io::Result<FileQueue> {
         Ok(match &self.uring {
             Some(options) => {
-                FileQueue::Uring(Box::new(UringQueue::new(*options)?), self.injected.clone())
+                let options = UringOptions {
+                    direct: self.direct,
+                    ..*options
+                };
+                FileQueue::Uring(Box::new(UringQueue::new(options)?), self.injected.clone())
             }
+            None if self.direct => FileQueue::Direct(DirectQueue::default()),
             None => FileQueue::Blocking(BlockingQueue::default()),
         })
+    }
+
+    /// With direct I/O, drops the zero-filled segment's clean cached pages:
+    /// a direct write over cached pages cannot be issued without blocking
+    /// (io_uring hands it to a worker), and the writer never reads them.
+    fn settle(&self, file: &File) {
+        if self.direct {
+            crate::direct::drop_cached(file, 0);
+        }
     }
 
     fn backend_in_use(&self) -> BackendInUse {
@@ -623,6 +745,7 @@ impl Io for FileIo {
                 Backend::Sync
             },
             fallback_reason: self.fallback_reason.clone(),
+            direct_io: self.direct,
         }
     }
 }
@@ -1111,6 +1234,54 @@ mod tests {
         );
         drop(held);
         assert!(io.lock(&path).is_ok());
+    }
+
+    #[test]
+    fn the_direct_queue_writes_in_place_and_its_syncs_need_no_fdatasync() {
+        let tmp = tempfile::tempdir().unwrap();
+        if let Err(why) = crate::direct::probe(tmp.path()) {
+            eprintln!("skipping: {why}");
+            return;
+        }
+        let io = FileIo::default().with_direct_io(tmp.path()).unwrap();
+        let FileQueue::Direct(mut q) = io.queue().unwrap() else {
+            panic!("direct I/O on the sync backend is the direct queue");
+        };
+        let event = Arc::new(EventFd::new().unwrap());
+        q.attach_event(event.clone()).unwrap();
+        let path = tmp.path().join("seg");
+        let file = Arc::new(io.open(&path, OpenMode::CreateNew).unwrap());
+        file.set_len(32 << 10).unwrap();
+        let mut model = vec![0u8; 32 << 10];
+        let mut offset = 0;
+        for (i, len) in [10usize, 5000, 4096, 3].into_iter().enumerate() {
+            let data = vec![i as u8 + 1; len];
+            model[offset..offset + len].copy_from_slice(&data);
+            q.write(&file, data, offset as u64);
+            offset += len;
+        }
+        q.sync(&file, 7);
+        let mut out = Vec::new();
+        q.reap(false, &mut out);
+        assert_eq!(out.len(), 5);
+        for c in &out[..4] {
+            assert!(
+                matches!(c, Completion::Write { result: Ok(()), buf, written } if *written == buf.len()),
+                "{c:?}"
+            );
+        }
+        assert!(matches!(
+            out[4],
+            Completion::Sync {
+                token: 7,
+                result: Ok(())
+            }
+        ));
+        let mut count = [0u8; 8];
+        // SAFETY: reads 8 bytes into a live local array.
+        let n = unsafe { libc::read(event.raw(), count.as_mut_ptr().cast(), 8) };
+        assert_eq!(n, 8, "the sync signalled the event fd");
+        assert_eq!(std::fs::read(&path).unwrap(), model);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! what it wraps.
 
 pub mod checkpoint;
+pub mod direct;
 pub mod error;
 pub mod ffi;
 pub mod format;

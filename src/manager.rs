@@ -59,12 +59,16 @@ pub struct Manager<I: Io = FileIo> {
 impl Manager<FileIo> {
     /// Opens (or creates) the WAL in `dir` on real files, through the
     /// backend `options.backend` asks for ([`Error::Unsupported`] for
-    /// io_uring where no ring can be set up; `Auto` falls back to the
-    /// blocking queue and says why in [`Manager::backend`]).
+    /// io_uring where no ring can be set up, and for `direct_io` where the
+    /// file system refuses direct I/O; `Auto` falls back to the blocking
+    /// queue and says why in [`Manager::backend`]).
     pub fn open(dir: &Path, options: &Options) -> Result<Manager<FileIo>> {
         options.validate()?;
-        let io = FileIo::for_backend(options.backend, options.uring())
+        let mut io = FileIo::for_backend(options.backend, options.uring())
             .map_err(|why| Error::Unsupported(format!("io_uring backend: {why}")))?;
+        if options.direct_io {
+            io = io.with_direct_io(dir).map_err(Error::Unsupported)?;
+        }
         Manager::open_with(io, dir, options)
     }
 }

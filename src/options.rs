@@ -1,5 +1,6 @@
 //! Options of a manager, checked once at open.
 
+use crate::direct::BLOCK;
 use crate::error::{Error, Result};
 use crate::format::{FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::recovery::RecoveryMode;
@@ -53,6 +54,12 @@ pub struct Options {
     pub uring_sqpoll: bool,
     /// io_uring: submission queue entries per writer's ring.
     pub uring_entries: u32,
+    /// Write segments with direct I/O, each write durable on completion, so
+    /// a sync needs no fdatasync (see [`crate::direct`]). Faster syncs,
+    /// slower bulk appends (every write reaches the device); refused
+    /// ([`crate::Error::Unsupported`]) where the file system does not
+    /// support it. Needs `segment_bytes` to be a multiple of 4096.
+    pub direct_io: bool,
 }
 
 impl Default for Options {
@@ -71,6 +78,7 @@ impl Default for Options {
             flusher_interval_us: 0,
             uring_sqpoll: false,
             uring_entries: 256,
+            direct_io: false,
         }
     }
 }
@@ -90,6 +98,12 @@ impl Options {
         {
             return bad(format!(
                 "segment_bytes {} must be a multiple of {FRAME_ALIGN} between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES}",
+                self.segment_bytes
+            ));
+        }
+        if self.direct_io && !self.segment_bytes.is_multiple_of(BLOCK as u64) {
+            return bad(format!(
+                "segment_bytes {} must be a multiple of {BLOCK} for direct I/O",
                 self.segment_bytes
             ));
         }
@@ -144,6 +158,16 @@ mod tests {
             "not a multiple of 8"
         );
         assert!(with(&|o| o.max_record_bytes = 0).is_err());
+        let direct = |segment_bytes| {
+            with(&|o| {
+                o.direct_io = true;
+                o.segment_bytes = segment_bytes;
+            })
+        };
+        assert!(direct(3 * 4096).is_ok());
+        let err = direct(4104).unwrap_err().to_string();
+        assert!(err.contains("multiple of 4096 for direct I/O"), "{err}");
+        assert!(with(&|o| o.segment_bytes = 4104).is_ok(), "fine without");
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub fn prepare<I: Io>(
         };
         write_zeros(&file, 0, segment_bytes).context(what)?;
         file.sync_all().context(what)?;
+        io.settle(&file);
     }
     Ok(file)
 }
@@ -262,7 +263,9 @@ impl<F: IoFile> Preparing<F> {
             }
             if preallocate {
                 run_when_idle();
-                shared.zero_fill(segment_bytes);
+                if let Some(file) = shared.zero_fill(segment_bytes) {
+                    io.settle(&file);
+                }
             }
         });
         Preparing {
@@ -312,9 +315,10 @@ impl<F: IoFile> Handover<F> {
     }
 
     /// Zero-fills the published segment, each chunk under the lock, until
-    /// it is done or taken; then syncs it if it is still here. A failure
-    /// only ends the fill: the writer's own syncs report a bad file.
-    fn zero_fill(&self, segment_bytes: u64) {
+    /// it is done or taken; then syncs it if it is still here, and returns
+    /// it once synced. A failure only ends the fill: the writer's own syncs
+    /// report a bad file.
+    fn zero_fill(&self, segment_bytes: u64) -> Option<Arc<F>> {
         let filled = zero_fill(0, segment_bytes, |zeros, off| match &*self.lock() {
             Stage::Published(file) => {
                 let written = file.write_at(zeros, off);
@@ -325,13 +329,14 @@ impl<F: IoFile> Handover<F> {
             }
             _ => None,
         });
-        if filled.unwrap_or(false) {
-            let file = match &*self.lock() {
-                Stage::Published(file) => Arc::clone(file),
-                _ => return,
-            };
-            let _ = file.sync_all();
+        if !filled.unwrap_or(false) {
+            return None;
         }
+        let file = match &*self.lock() {
+            Stage::Published(file) => Arc::clone(file),
+            _ => return None,
+        };
+        file.sync_all().ok().map(|()| file)
     }
 }
 

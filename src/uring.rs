@@ -51,6 +51,7 @@ use std::sync::{Arc, Weak};
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
+use crate::direct::{DirectFiles, Staged};
 use crate::io::{Completion, EventFd, SubmitQueue, write_whole};
 
 /// The environment variable that, set to anything but `""` or `"0"`, makes
@@ -80,6 +81,9 @@ pub struct UringOptions {
     pub sqpoll: bool,
     /// How long the SQPOLL thread spins without work before it sleeps.
     pub sqpoll_idle_ms: u32,
+    /// Write segments with direct I/O (see [`crate::direct`]): syncs of
+    /// directly written files need no fsync request.
+    pub direct: bool,
 }
 
 impl Default for UringOptions {
@@ -88,6 +92,7 @@ impl Default for UringOptions {
             entries: 256,
             sqpoll: false,
             sqpoll_idle_ms: 1000,
+            direct: false,
         }
     }
 }
@@ -168,11 +173,17 @@ enum OpKind {
     Write {
         buf: Vec<u8>,
         offset: u64,
-        /// Bytes already written by earlier (short) completions.
+        /// Bytes already written by earlier (short) completions: of
+        /// `staged` when there is one.
         done: usize,
+        /// A direct write: what goes to the file, and the direct descriptor.
+        staged: Option<(Staged, RawFd)>,
     },
     Sync {
         token: u64,
+        /// Of a directly written file: done, with no request, once the
+        /// writes before it are.
+        folded: bool,
     },
 }
 
@@ -240,6 +251,10 @@ pub struct UringQueue {
     max_chunk: u32,
     /// Writes resubmitted for their rest after a short completion.
     resubmitted_writes: u64,
+    /// With direct I/O: the files written directly.
+    direct: Option<DirectFiles>,
+    /// fsync requests handed to the kernel.
+    fsyncs_issued: u64,
 }
 
 impl UringQueue {
@@ -305,6 +320,8 @@ impl UringQueue {
             cqes: Vec::new(),
             max_chunk: MAX_CHUNK,
             resubmitted_writes: 0,
+            direct: options.direct.then(DirectFiles::default),
+            fsyncs_issued: 0,
         })
     }
 
@@ -346,7 +363,10 @@ impl UringQueue {
         };
         self.live += 1;
         self.backlog.push_back(id);
-        self.advance();
+        if self.advance() > 0 {
+            // A sync finished outside reap: wake whoever waits for it.
+            self.notify();
+        }
     }
 
     /// Finishes a request without the kernel (empty write, broken ring).
@@ -421,7 +441,20 @@ impl UringQueue {
     fn entry_for(&self, id: usize) -> squeue::Entry {
         let op = self.ops[id].as_ref().expect("queued request in the slab");
         let entry = match &op.kind {
-            OpKind::Write { buf, offset, done } => {
+            OpKind::Write {
+                staged: Some((staged, fd)),
+                done,
+                ..
+            } => {
+                let rest = &staged.buf.as_slice()[*done..];
+                let len = rest.len().min(self.max_chunk as usize) as u32;
+                opcode::Write::new(types::Fd(*fd), rest.as_ptr(), len)
+                    .offset(staged.offset + *done as u64)
+                    .build()
+            }
+            OpKind::Write {
+                buf, offset, done, ..
+            } => {
                 let rest = &buf[*done..];
                 let len = rest.len().min(self.max_chunk as usize) as u32;
                 let at = offset + *done as u64;
@@ -454,12 +487,18 @@ impl UringQueue {
     }
 
     /// Whether request `id` may go to the kernel now: a sync only once the
-    /// writes before it are done (see the module docs).
+    /// writes before it are done (see the module docs), and a direct write
+    /// only once the one before it to the same file is (it rewrites that
+    /// write's last, partial block).
     fn may_start(&self, id: usize) -> bool {
         match self.ops[id].as_ref() {
             Some(
                 op @ Op {
-                    kind: OpKind::Sync { .. },
+                    kind:
+                        OpKind::Sync { .. }
+                        | OpKind::Write {
+                            staged: Some(_), ..
+                        },
                     ..
                 },
             ) => !self.write_pending_before(Arc::as_ptr(&op.file), op.seq),
@@ -467,17 +506,52 @@ impl UringQueue {
         }
     }
 
+    fn is_folded_sync(&self, id: usize) -> bool {
+        matches!(
+            self.ops[id].as_ref(),
+            Some(Op {
+                kind: OpKind::Sync { folded: true, .. },
+                ..
+            })
+        )
+    }
+
+    /// Submits and reaps until no write queued before `seq` to `file` is
+    /// left (or the ring broke).
+    fn wait_for_writes(&mut self, file: *const File, seq: u64) {
+        loop {
+            self.harvest();
+            self.advance();
+            if self.broken.is_some() || !self.write_pending_before(file, seq) {
+                return;
+            }
+            self.wait_one();
+        }
+    }
+
     /// Pushes the backlog to the SQ, as far as the CQ has room, and submits.
     /// Syncs still waiting for their writes stay behind; later requests
-    /// pass them.
-    fn advance(&mut self) {
+    /// pass them. Returns how many folded syncs it finished.
+    fn advance(&mut self) -> usize {
+        let mut folded = 0;
         let mut i = 0;
         while let Some(&id) = self.backlog.get(i) {
             if self.broken.is_some() {
-                return;
+                return folded;
             }
             if !self.may_start(id) {
                 i += 1;
+                continue;
+            }
+            if self.is_folded_sync(id) {
+                // Its writes were durable when they completed.
+                self.backlog.remove(i);
+                let result = match self.take_injection(InjectOp::Sync) {
+                    Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                    None => Ok(()),
+                };
+                self.finish(id, result);
+                folded += 1;
                 continue;
             }
             if self.in_ring >= self.cq_cap {
@@ -514,10 +588,14 @@ impl UringQueue {
             self.backlog.remove(i);
             if let Some(op) = self.ops[id].as_mut() {
                 op.in_ring = true;
+                if matches!(op.kind, OpKind::Sync { .. }) {
+                    self.fsyncs_issued += 1;
+                }
             }
             self.in_ring += 1;
         }
         self.submit();
+        folded
     }
 
     /// Submits what the SQ holds. EBUSY/EAGAIN: reap to make room, retry.
@@ -610,12 +688,15 @@ impl UringQueue {
             Ok(())
         };
         match &mut op.kind {
-            OpKind::Write { buf, done, .. } if result >= 0 => {
+            OpKind::Write {
+                buf, done, staged, ..
+            } if result >= 0 => {
                 if result == 0 {
                     return self.finish(id, Err(io::ErrorKind::WriteZero.into()));
                 }
                 *done += result as usize;
-                if *done < buf.len() {
+                let total = staged.as_ref().map_or(buf.len(), |(s, _)| s.buf.len());
+                if *done < total {
                     // Short: write the rest. The syncs after it wait until
                     // the whole write is done.
                     self.backlog.push_back(id);
@@ -639,8 +720,25 @@ impl UringQueue {
             self.files[i as usize].ops -= 1;
         }
         self.ready.push_back(match op.kind {
-            OpKind::Write { buf, done, .. } => {
-                let written = if result.is_ok() { buf.len() } else { done };
+            OpKind::Write {
+                buf, done, staged, ..
+            } => {
+                let written = match (&result, staged) {
+                    (Ok(()), _) => buf.len(),
+                    (Err(_), None) => done,
+                    (Err(_), Some((staged, _))) => {
+                        // What the failed write left in its partial block is
+                        // unknown: read it back for the next write.
+                        if let Some(direct) = self
+                            .direct
+                            .as_mut()
+                            .and_then(|d| d.get(&op.file, staged.offset))
+                        {
+                            direct.forget_tail();
+                        }
+                        staged.data_written(done)
+                    }
+                };
                 Completion::Write {
                     buf,
                     result,
@@ -671,8 +769,11 @@ impl UringQueue {
             };
             let result = Err(io::Error::from_raw_os_error(errno));
             self.ready.push_back(match kind {
-                OpKind::Write { buf, done, .. } if in_ring => {
+                OpKind::Write {
+                    buf, done, staged, ..
+                } if in_ring => {
                     std::mem::forget(buf);
+                    std::mem::forget(staged);
                     // The kernel may have written part of it: not "nothing".
                     Completion::Write {
                         buf: Vec::new(),
@@ -680,10 +781,12 @@ impl UringQueue {
                         written: done.max(1),
                     }
                 }
-                OpKind::Write { buf, done, .. } => Completion::Write {
+                OpKind::Write {
+                    buf, done, staged, ..
+                } => Completion::Write {
                     buf,
                     result,
-                    written: done,
+                    written: staged.map_or(done, |(s, _)| s.data_written(done)),
                 },
                 OpKind::Sync { token, .. } => Completion::Sync { token, result },
             });
@@ -713,6 +816,31 @@ impl UringQueue {
         {
             self.break_down(e);
         }
+    }
+
+    /// With direct I/O, the staged form of a write of `buf` at `offset`
+    /// (`None`: written through the page cache). A partial first block read
+    /// back from the file is read once no earlier write to it is in
+    /// flight.
+    fn stage_direct(
+        &mut self,
+        file: &Arc<File>,
+        buf: &[u8],
+        offset: u64,
+    ) -> io::Result<Option<(Staged, RawFd)>> {
+        let reads = match self.direct.as_mut().and_then(|d| d.get(file, offset)) {
+            Some(direct) => direct.reads_back(offset),
+            None => return Ok(None),
+        };
+        if reads {
+            self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
+        }
+        let direct = self
+            .direct
+            .as_mut()
+            .and_then(|d| d.get(file, offset))
+            .expect("opened above");
+        Ok(Some((direct.stage(file, buf, offset)?, direct.raw_fd())))
     }
 
     /// Makes the event fd readable.
@@ -774,12 +902,23 @@ impl SubmitQueue for UringQueue {
                 written: 0,
             });
         }
+        let staged = match self.stage_direct(file, &buf, offset) {
+            Ok(staged) => staged,
+            Err(e) => {
+                return self.finish_now(Completion::Write {
+                    buf,
+                    result: Err(e),
+                    written: 0,
+                });
+            }
+        };
         self.queue(
             file,
             OpKind::Write {
                 buf,
                 offset,
                 done: 0,
+                staged,
             },
         );
     }
@@ -789,11 +928,15 @@ impl SubmitQueue for UringQueue {
             let result = Err(io::Error::from_raw_os_error(errno));
             return self.finish_now(Completion::Sync { token, result });
         }
-        self.queue(file, OpKind::Sync { token });
+        let folded = self.direct.as_mut().is_some_and(|d| d.is_direct(file));
+        self.queue(file, OpKind::Sync { token, folded });
     }
 
     fn write_now(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
-        if self.broken.is_some() || buf.is_empty() {
+        // A direct write goes to the ring even then: the kernel issues it
+        // from this thread without a worker, and a synchronous one would
+        // block a sync_submit for the whole device round trip.
+        if self.broken.is_some() || buf.is_empty() || self.direct.is_some() {
             return self.write(file, buf, offset);
         }
         let mut done = write_whole(&**file, buf, offset);
@@ -807,18 +950,12 @@ impl SubmitQueue for UringQueue {
     }
 
     fn sync_now(&mut self, file: &Arc<File>, token: u64) {
-        let ptr = Arc::as_ptr(file);
-        let seq = self.next_seq;
-        loop {
-            self.harvest();
-            self.advance();
-            if self.broken.is_some() || !self.write_pending_before(ptr, seq) {
-                break;
-            }
-            self.wait_one();
-        }
+        self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
+        let folded = self.direct.as_mut().is_some_and(|d| d.is_direct(file));
         let result = match (self.broken, self.take_injection(InjectOp::Sync)) {
             (Some(errno), _) | (None, Some(errno)) => Err(io::Error::from_raw_os_error(errno)),
+            // Its writes were durable when they completed.
+            (None, None) if folded => Ok(()),
             (None, None) => file.sync_data(),
         };
         // Reaped by the caller at once: no need to signal the event fd.
@@ -881,6 +1018,7 @@ impl Drop for UringQueue {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+    use std::os::unix::fs::FileExt;
     use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
@@ -1165,6 +1303,174 @@ mod tests {
         assert!(
             matches!(out[2], Completion::Sync { token: 4, result: Err(ref e) } if e.raw_os_error() == Some(libc::EIO))
         );
+    }
+
+    fn direct_queue(dir: &tempfile::TempDir) -> Option<UringQueue> {
+        if let Err(why) = crate::direct::probe(dir.path()) {
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        Some(queue_with(UringOptions {
+            entries: 8,
+            direct: true,
+            ..UringOptions::default()
+        }))
+    }
+
+    /// A file of `len` bytes, as segments are.
+    fn sized_file(dir: &tempfile::TempDir, name: &str, len: u64) -> (Arc<File>, PathBuf) {
+        let (file, path) = temp_file(dir, name);
+        file.set_len(len).unwrap();
+        (file, path)
+    }
+
+    #[test]
+    fn direct_writes_land_in_order_and_their_syncs_need_no_fsync() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut q) = direct_queue(&dir) else {
+            return;
+        };
+        let (file, path) = sized_file(&dir, "seg", 256 << 10);
+        let mut model = vec![0u8; 256 << 10];
+        let mut offset = 0u64;
+        let mut token = 0;
+        // Lengths that end mid-block, on a block, and span many blocks;
+        // queued back to back, so each waits for the one before it.
+        for (i, len) in [100usize, 3996, 4096, 1, 70_000, 513, 12_288, 7]
+            .into_iter()
+            .enumerate()
+        {
+            let buf = pattern(i as u64 + 1, len.max(8));
+            let len = buf.len();
+            model[offset as usize..offset as usize + len].copy_from_slice(&buf);
+            if i % 3 == 2 {
+                q.write_now(&file, buf, offset);
+                token += 1;
+                q.sync(&file, token);
+            } else {
+                q.write(&file, buf, offset);
+            }
+            offset += len as u64;
+        }
+        token += 1;
+        q.sync_now(&file, token);
+        let out = drain(&mut q);
+        let syncs: Vec<u64> = out
+            .iter()
+            .filter_map(|c| match c {
+                Completion::Sync { token, result } => {
+                    assert!(result.is_ok(), "{result:?}");
+                    Some(*token)
+                }
+                Completion::Write {
+                    result,
+                    buf,
+                    written,
+                } => {
+                    assert!(result.is_ok(), "{result:?}");
+                    assert_eq!(*written, buf.len());
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(syncs.len(), token as usize);
+        assert_eq!(q.fsyncs_issued, 0, "every sync was folded");
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+
+    #[test]
+    fn a_folded_sync_waits_for_its_writes_and_signals_the_event_fd() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut q) = direct_queue(&dir) else {
+            return;
+        };
+        let (file, _) = sized_file(&dir, "seg", 64 << 10);
+        // Not before the write has completed.
+        q.write(&file, pattern(1, 5000), 0);
+        q.sync(&file, 1);
+        let out = drain(&mut q);
+        assert!(
+            matches!(out[0], Completion::Write { result: Ok(()), .. }),
+            "{out:?}"
+        );
+        assert!(
+            matches!(
+                out[1],
+                Completion::Sync {
+                    token: 1,
+                    result: Ok(())
+                }
+            ),
+            "{out:?}"
+        );
+        // Nothing written since: done at once, and an event loop hears of
+        // it.
+        q.sync(&file, 2);
+        assert!(readable(q.event_fd(), 1000));
+        let mut out = Vec::new();
+        q.reap(false, &mut out);
+        assert!(
+            matches!(
+                out[..],
+                [Completion::Sync {
+                    token: 2,
+                    result: Ok(())
+                }]
+            ),
+            "{out:?}"
+        );
+        // An injected failure reaches a folded sync.
+        q.inject_failure(InjectOp::Sync, libc::EIO);
+        q.sync(&file, 3);
+        let out = drain(&mut q);
+        assert!(
+            matches!(out[..], [Completion::Sync { token: 3, result: Err(ref e) }] if e.raw_os_error() == Some(libc::EIO)),
+            "{out:?}"
+        );
+        assert_eq!(q.fsyncs_issued, 0);
+    }
+
+    #[test]
+    fn a_failed_direct_write_reports_none_of_its_bytes_and_the_next_reads_its_block_back() {
+        require_uring!();
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut q) = direct_queue(&dir) else {
+            return;
+        };
+        let (file, path) = sized_file(&dir, "seg", 64 << 10);
+        let (a, b, c) = (pattern(1, 1000), pattern(2, 2000), pattern(3, 300));
+        q.write(&file, a.clone(), 0);
+        let out = drain(&mut q);
+        assert!(matches!(
+            out[..],
+            [Completion::Write { result: Ok(()), .. }]
+        ));
+        q.inject_failure(InjectOp::Write, libc::EIO);
+        q.write(&file, b.clone(), 1000);
+        let out = drain(&mut q);
+        assert!(
+            matches!(&out[..], [Completion::Write { result: Err(e), written: 0, .. }] if e.raw_os_error() == Some(libc::EIO)),
+            "{out:?}"
+        );
+        // The failed write's staged block is forgotten: the next write at
+        // its end takes the block from the file (here the kernel did write
+        // it; only its result was replaced), not from memory.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(&[0xAB; 8], 2992)
+            .unwrap();
+        q.write(&file, c.clone(), 3000);
+        drain(&mut q);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..1000], &a[..]);
+        assert_eq!(&bytes[1000..2992], &b[..1992]);
+        assert_eq!(&bytes[2992..3000], &[0xAB; 8]);
+        assert_eq!(&bytes[3000..3300], &c[..]);
+        assert!(bytes[3300..].iter().all(|&x| x == 0));
     }
 
     #[test]
@@ -1474,6 +1780,7 @@ mod tests {
             entries: 16,
             sqpoll: true,
             sqpoll_idle_ms: 10,
+            ..UringOptions::default()
         };
         let mut q = match UringQueue::new_with(options, false) {
             Ok(q) => q,

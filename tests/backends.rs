@@ -1,6 +1,7 @@
 //! The same scenarios on real files through both backends: the blocking
-//! queue (pwrite + fdatasync) and io_uring. Failure paths of io_uring are
-//! driven by injected failed completions.
+//! queue (pwrite + fdatasync) and io_uring, each through the page cache and
+//! with direct I/O. Failure paths of io_uring are driven by injected failed
+//! completions.
 
 mod common;
 
@@ -11,30 +12,56 @@ use common::read_all;
 use corewal::uring::InjectOp;
 use corewal::{Backend, Error, FileIo, Manager, Options};
 
-const BACKENDS: [Backend; 2] = [Backend::Sync, Backend::IoUring];
+/// A backend, and whether segments are written with direct I/O.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    backend: Backend,
+    direct: bool,
+}
 
-fn options(backend: Backend, lanes: u32) -> Options {
+const SETUPS: [Setup; 4] = [
+    Setup {
+        backend: Backend::Sync,
+        direct: false,
+    },
+    Setup {
+        backend: Backend::IoUring,
+        direct: false,
+    },
+    Setup {
+        backend: Backend::Sync,
+        direct: true,
+    },
+    Setup {
+        backend: Backend::IoUring,
+        direct: true,
+    },
+];
+
+fn options(setup: Setup, lanes: u32) -> Options {
     Options {
         num_cores: lanes,
         segment_bytes: 256 << 10,
-        backend,
+        backend: setup.backend,
+        direct_io: setup.direct,
         ..Options::default()
     }
 }
 
-fn open(dir: &Path, backend: Backend, lanes: u32) -> Manager<FileIo> {
-    let m = Manager::open(dir, &options(backend, lanes)).unwrap();
-    assert_eq!(m.backend().backend, backend, "{backend:?} was not used");
+fn open(dir: &Path, setup: Setup, lanes: u32) -> Manager<FileIo> {
+    let m = Manager::open(dir, &options(setup, lanes)).unwrap();
+    assert_eq!(m.backend().backend, setup.backend, "{setup:?} was not used");
+    assert_eq!(m.backend().direct_io, setup.direct, "{setup:?}");
     m
 }
 
 #[test]
 fn lanes_on_threads_round_trip_and_continue_after_reopen() {
-    for backend in BACKENDS {
+    for setup in SETUPS {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("wal");
         for round in 0..2u8 {
-            let m = open(&dir, backend, 2);
+            let m = open(&dir, setup, 2);
             std::thread::scope(|s| {
                 for core in 0..2 {
                     let w = m.writer(core).unwrap();
@@ -53,17 +80,17 @@ fn lanes_on_threads_round_trip_and_continue_after_reopen() {
         assert_eq!(
             read_all(&FileIo::default(), &dir).unwrap().len(),
             12_000,
-            "{backend:?}"
+            "{setup:?}"
         );
     }
 }
 
 #[test]
 fn pipelined_syncs_across_rotations_complete_in_order() {
-    for backend in BACKENDS {
+    for setup in SETUPS {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("wal");
-        let m = open(&dir, backend, 1);
+        let m = open(&dir, setup, 1);
         let w = m.writer(0).unwrap();
         let (mut submitted, mut completed) = (Vec::new(), Vec::new());
         for i in 0..20_000u32 {
@@ -80,10 +107,7 @@ fn pipelined_syncs_across_rotations_complete_in_order() {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while completed.len() < submitted.len() {
-            assert!(
-                Instant::now() < deadline,
-                "{backend:?}: syncs never finished"
-            );
+            assert!(Instant::now() < deadline, "{setup:?}: syncs never finished");
             completed.extend(
                 w.poll(64)
                     .unwrap()
@@ -91,7 +115,7 @@ fn pipelined_syncs_across_rotations_complete_in_order() {
                     .map(|c| (c.token, c.synced_position)),
             );
         }
-        assert_eq!(completed, submitted, "{backend:?}");
+        assert_eq!(completed, submitted, "{setup:?}");
         assert!(
             dir.join("wal-00000-0000000010.log").exists(),
             "rotated many times"
@@ -103,9 +127,9 @@ fn pipelined_syncs_across_rotations_complete_in_order() {
 
 #[test]
 fn wait_blocks_until_the_token_is_durable() {
-    for backend in BACKENDS {
+    for setup in SETUPS {
         let tmp = tempfile::tempdir().unwrap();
-        let m = open(&tmp.path().join("wal"), backend, 1);
+        let m = open(&tmp.path().join("wal"), setup, 1);
         let w = m.writer(0).unwrap();
         w.append_put(b"k", &[1u8; 4000]).unwrap();
         let token = w.sync_submit().unwrap();
@@ -113,7 +137,7 @@ fn wait_blocks_until_the_token_is_durable() {
         assert_eq!(
             (done.token, done.synced_position),
             (token, w.position()),
-            "{backend:?}"
+            "{setup:?}"
         );
         assert_eq!(w.synced_position(), w.position());
     }
@@ -121,10 +145,10 @@ fn wait_blocks_until_the_token_is_durable() {
 
 #[test]
 fn torn_tail_on_disk_is_cut_at_reopen() {
-    for backend in BACKENDS {
+    for setup in SETUPS {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("wal");
-        let m = open(&dir, backend, 1);
+        let m = open(&dir, setup, 1);
         let w = m.writer(0).unwrap();
         for i in 0..10u32 {
             w.append_put(&i.to_be_bytes(), b"kept").unwrap();
@@ -138,24 +162,38 @@ fn torn_tail_on_disk_is_cut_at_reopen() {
             .open(dir.join("wal-00000-0000000000.log"))
             .unwrap();
         seg.write_all_at(&[0xAB; 40], 64 + end).unwrap();
-        let m = open(&dir, backend, 1);
-        assert_eq!(m.writer(0).unwrap().position(), end, "{backend:?}");
+        let m = open(&dir, setup, 1);
+        assert_eq!(m.writer(0).unwrap().position(), end, "{setup:?}");
         m.writer(0).unwrap().append_put(b"new", b"after").unwrap();
         m.close().unwrap();
         assert_eq!(read_all(&FileIo::default(), &dir).unwrap().len(), 11);
     }
 }
 
-fn open_uring_with_handle(dir: &Path) -> (Manager<FileIo>, FileIo) {
-    let io = FileIo::for_backend(Backend::IoUring, Default::default()).unwrap();
-    let m = Manager::open_with(io.clone(), dir, &options(Backend::IoUring, 1)).unwrap();
+/// io_uring, with direct I/O or not, and the handle to inject failures.
+fn open_uring_with_handle(dir: &Path, direct: bool) -> (Manager<FileIo>, FileIo) {
+    let mut io = FileIo::for_backend(Backend::IoUring, Default::default()).unwrap();
+    if direct {
+        io = io.with_direct_io(dir).unwrap();
+    }
+    let setup = Setup {
+        backend: Backend::IoUring,
+        direct,
+    };
+    let m = Manager::open_with(io.clone(), dir, &options(setup, 1)).unwrap();
     (m, io)
 }
 
 #[test]
 fn io_uring_failed_sync_completion_poisons_and_is_reported() {
+    for direct in [false, true] {
+        failed_sync_completion_poisons_and_is_reported(direct);
+    }
+}
+
+fn failed_sync_completion_poisons_and_is_reported(direct: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), direct);
     let w = m.writer(0).unwrap();
     w.append_put(b"a", b"1").unwrap();
     w.sync().unwrap();
@@ -180,8 +218,14 @@ fn io_uring_failed_sync_completion_poisons_and_is_reported() {
 
 #[test]
 fn io_uring_failed_write_completion_poisons() {
+    for direct in [false, true] {
+        failed_write_completion_poisons(direct);
+    }
+}
+
+fn failed_write_completion_poisons(direct: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), direct);
     let w = m.writer(0).unwrap();
     w.append_put(b"a", b"1").unwrap();
     io.inject_failure(InjectOp::Write, libc::EIO);
@@ -211,7 +255,7 @@ fn io_uring_failed_write_of_a_full_buffer_poisons() {
     // A full write buffer goes out through the ring (the write before a
     // sync is done directly): fail that one.
     let tmp = tempfile::tempdir().unwrap();
-    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), false);
     let w = m.writer(0).unwrap();
     io.inject_failure(InjectOp::Write, libc::EIO);
     let value = vec![7u8; 4096];
@@ -241,7 +285,7 @@ fn io_uring_failed_write_of_a_full_buffer_poisons() {
 #[test]
 fn io_uring_cancelled_write_is_a_failure_too() {
     let tmp = tempfile::tempdir().unwrap();
-    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"));
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), false);
     let w = m.writer(0).unwrap();
     w.append_put(b"a", b"1").unwrap();
     io.inject_failure(InjectOp::Write, libc::ECANCELED);

@@ -23,12 +23,13 @@ const BACKENDS: [Backend; 2] = [Backend::Sync, Backend::IoUring];
 type Open<'a, I> = &'a dyn Fn(u32) -> Manager<I>;
 
 /// Runs `scenario` on the in-memory backend, then on real files through the
-/// sync and the io_uring backend.
+/// sync and the io_uring backend, each through the page cache and with
+/// direct I/O.
 macro_rules! on_every_backend {
     ($scenario:ident) => {{
         let io = MemIo::new();
         $scenario(&io, dir(), &|lanes| open(&io, lanes));
-        for backend in BACKENDS {
+        for (backend, direct_io) in BACKENDS.into_iter().flat_map(|b| [(b, false), (b, true)]) {
             let tmp = tempfile::tempdir().unwrap();
             let wal = tmp.path().join("wal");
             $scenario(&FileIo::default(), &wal, &|lanes| {
@@ -36,11 +37,13 @@ macro_rules! on_every_backend {
                     &wal,
                     &Options {
                         backend,
+                        direct_io,
                         ..options(lanes)
                     },
                 )
                 .unwrap();
                 assert_eq!(m.backend().backend, backend, "{backend:?} was not used");
+                assert_eq!(m.backend().direct_io, direct_io);
                 m
             });
         }

@@ -502,6 +502,7 @@ impl<'a> Bench<'a> {
                     .want_ratio(W2_MIN_RATIO)
                     .want_p99_ratio(W2_MAX_P99_RATIO)
                     .variant(Some(backend_name(m.variant.backend)), m.variant.mode.name());
+                outcome.direct_io = m.variant.direct;
                 outcome.ops = true;
                 outcome
             })
@@ -530,16 +531,17 @@ impl<'a> Bench<'a> {
             let (backend, mode) = (Some(backend_name(m.variant.backend)), m.variant.mode.name());
             if m.variant.id == "W3" {
                 let title = format!("{records} appends, sync / {W3_BATCH}, {label}");
-                w3_outcomes.push(
-                    Outcome::new("W3", title, 1, corewal, raw)
-                        .want_ratio(W3_MIN_RATIO)
-                        .want_rate(W3_OKAYWAL_RATE, " (okaywal¹)")
-                        .variant(backend, mode),
-                );
+                let mut outcome = Outcome::new("W3", title, 1, corewal, raw)
+                    .want_ratio(W3_MIN_RATIO)
+                    .want_rate(W3_OKAYWAL_RATE, " (okaywal¹)")
+                    .variant(backend, mode);
+                outcome.direct_io = m.variant.direct;
+                w3_outcomes.push(outcome);
             } else {
                 corewal.in_flight = m.in_flight;
                 let title = format!("{records} appends, submit / {W3_BATCH}, {label}");
                 let mut outcome = Outcome::new("W6", title, 1, corewal, raw).variant(backend, mode);
+                outcome.direct_io = m.variant.direct;
                 outcome.raw_mark = "²";
                 w6_outcomes.push(outcome);
             }
@@ -719,11 +721,20 @@ fn written_back(written: &Written) -> Result<()> {
     Ok(())
 }
 
-/// The variants of `id` in `modes`, on the sync backend, then io_uring.
+/// The variants of `id` in `modes`, on the sync backend, then io_uring,
+/// each through the page cache, then with direct I/O.
 fn each_backend(id: &'static str, modes: &[Mode]) -> Vec<Variant> {
     [Backend::Sync, Backend::IoUring]
         .into_iter()
-        .flat_map(|backend| modes.iter().map(move |&mode| Variant { id, backend, mode }))
+        .flat_map(|backend| [false, true].map(|direct| (backend, direct)))
+        .flat_map(|(backend, direct)| {
+            modes.iter().map(move |&mode| Variant {
+                id,
+                backend,
+                direct,
+                mode,
+            })
+        })
         .collect()
 }
 

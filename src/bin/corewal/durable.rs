@@ -1,5 +1,6 @@
 //! W2, W3 and W6: durable appends. Every corewal variant ({blocking sync,
-//! sync submit + poll/wait} × {sync backend, io_uring backend}) runs in the
+//! sync submit + poll/wait} × {sync backend, io_uring backend} × {through
+//! the page cache, direct I/O}) runs in the
 //! same rounds as one raw baseline: each round runs a block of batches on
 //! every side, the order of the sides rotating from round to round, so the
 //! machine's fdatasync phases (~35 µs or ~4 ms, lasting seconds) fall on
@@ -52,14 +53,17 @@ pub struct Variant {
     /// The workload it belongs to (W3 and W6 share a group and a raw side).
     pub id: &'static str,
     pub backend: Backend,
+    /// The `direct_io` option.
+    pub direct: bool,
     pub mode: Mode,
 }
 
 impl Variant {
     pub fn label(&self) -> String {
         format!(
-            "{} {}",
+            "{}{} {}",
             engine::backend_name(self.backend),
+            if self.direct { " direct" } else { "" },
             self.mode.name()
         )
     }
@@ -134,13 +138,15 @@ pub fn run(
     let mut skipped = Vec::new();
     for &variant in variants {
         let dir = root.join(format!(
-            "{name}-{}-{}-corewal",
+            "{name}-{}{}-{}-corewal",
             engine::backend_name(variant.backend),
+            if variant.direct { "-direct" } else { "" },
             variant.mode.name().replace('+', "-")
         ));
         let options = Options {
             num_cores: 1,
             backend: variant.backend,
+            direct_io: variant.direct,
             ..options.clone()
         };
         match Manager::open(&dir, &options) {
@@ -484,11 +490,16 @@ mod tests {
         ]
         .into_iter()
         .flat_map(|mode| {
-            [Backend::Sync, Backend::IoUring].map(|backend| Variant {
-                id: "T",
-                backend,
-                mode,
-            })
+            [Backend::Sync, Backend::IoUring]
+                .into_iter()
+                .flat_map(move |backend| {
+                    [false, true].map(|direct| Variant {
+                        id: "T",
+                        backend,
+                        direct,
+                        mode,
+                    })
+                })
         })
         .collect();
         // Small segments: 8 managers must not zero-fill 64 MiB each.
@@ -502,7 +513,10 @@ mod tests {
         assert_eq!(group.raw_times.len(), 10);
         assert_eq!(group.measured.len() + group.skipped.len(), variants.len());
         for (variant, why) in &group.skipped {
-            assert_eq!(variant.backend, Backend::IoUring, "{why}");
+            assert!(
+                variant.backend == Backend::IoUring || variant.direct,
+                "{why}"
+            );
         }
         for m in &group.measured {
             assert_eq!(m.times.len(), 10, "{}", m.variant.label());

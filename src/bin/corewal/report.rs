@@ -224,6 +224,8 @@ pub struct Outcome {
     /// How durability is asked for: `blocking`, `submit+wait`,
     /// `submit+poll`, `pipelined`; `read` for W5.
     pub mode: Option<&'static str>,
+    /// Segments written with direct I/O (the `direct_io` option).
+    pub direct_io: bool,
     pub corewal: Side,
     /// Printed after the raw rate, pointing at a footnote.
     pub raw_mark: &'static str,
@@ -246,6 +248,7 @@ impl Outcome {
             lanes,
             backend: None,
             mode: None,
+            direct_io: false,
             corewal,
             raw_mark: "",
             ops: false,
@@ -372,6 +375,7 @@ impl Outcome {
         o.field("lanes", self.lanes);
         o.field("backend", self.backend);
         o.field("mode", self.mode);
+        o.field("direct_io", self.direct_io);
         o.object("corewal", self.corewal.to_json(ops));
         o.object("raw", self.raw.to_json(ops));
         o.field("ratio", round(self.ratio(), 3));
