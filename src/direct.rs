@@ -64,20 +64,24 @@ impl AlignedBuf {
         Layout::from_size_align(len, BLOCK).expect("a block-aligned layout")
     }
 
+    /// Its length in bytes: a whole number of blocks.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Never true: a buffer holds at least one block.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` points at `len` initialised (zeroed) bytes owned by
         // `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
+    /// The bytes, to fill.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -149,6 +153,7 @@ impl DirectFile {
         Ok(DirectFile { fd, tail: None })
     }
 
+    /// The direct descriptor, for requests that write through it.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

@@ -30,6 +30,13 @@
 //!   completed; the write just before a sync ([`SubmitQueue::write_now`]) is
 //!   a `pwrite(2)`. Writes of full buffers stay on the ring, where they
 //!   overlap with the appends that follow.
+//! - **Direct I/O** ([`UringOptions::direct`], see [`crate::direct`]).
+//!   Writes are staged into aligned blocks and go to the ring through an
+//!   `O_DIRECT | O_DSYNC` descriptor, one at a time per file (each rewrites
+//!   the previous one's partial block), the write before a sync too: the
+//!   kernel issues them from the submitting thread, without a worker. A sync
+//!   of such a file is *folded*: no request, done once the writes queued
+//!   before it have completed, as each was durable on completion.
 //! - **No lost completions.** At most as many requests as the completion
 //!   queue has entries are in the kernel at once (more are held in a
 //!   user-space backlog), so the CQ cannot overflow even on kernels without
