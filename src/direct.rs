@@ -32,6 +32,8 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
 
+use crate::io::Completion;
+
 /// Alignment of direct writes, in memory and in the file. 4096 suits every
 /// common device (logical blocks of 512 or 4096 bytes) and file system.
 pub const BLOCK: usize = 4096;
@@ -103,6 +105,9 @@ pub struct Staged {
     pub head: usize,
     /// How many of the caller's bytes it carries.
     pub data_len: usize,
+    /// The direct descriptor it is written through (its [`DirectFile`]
+    /// lives as long as the file's `Arc`).
+    pub fd: RawFd,
 }
 
 impl Staged {
@@ -110,6 +115,36 @@ impl Staged {
     /// the staged buffer did.
     pub fn data_written(&self, done: usize) -> usize {
         done.saturating_sub(self.head).min(self.data_len)
+    }
+
+    /// Writes all of it on this thread; returns how much reached the file,
+    /// and the error that stopped it.
+    fn write(&self) -> (usize, io::Result<()>) {
+        let bytes = self.buf.as_slice();
+        let mut done = 0;
+        while done < bytes.len() {
+            // SAFETY: writes from a live buffer of `bytes.len() - done`
+            // bytes to a descriptor its `DirectFile` keeps open.
+            let n = unsafe {
+                libc::pwrite(
+                    self.fd,
+                    bytes[done..].as_ptr().cast(),
+                    bytes.len() - done,
+                    (self.offset + done as u64) as libc::off_t,
+                )
+            };
+            match n {
+                n if n > 0 => done += n as usize,
+                0 => return (done, Err(io::ErrorKind::WriteZero.into())),
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return (done, Err(e));
+                    }
+                }
+            }
+        }
+        (done, Ok(()))
     }
 }
 
@@ -153,11 +188,6 @@ impl DirectFile {
         Ok(DirectFile { fd, tail: None })
     }
 
-    /// The direct descriptor, for requests that write through it.
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
     /// Stages a write of `data` at `offset` of `file`: the aligned buffer
     /// holds the bytes already in the first block before `offset` (from the
     /// previous write if it ended at `offset`, else read from `file`),
@@ -185,6 +215,7 @@ impl DirectFile {
             offset: start,
             head,
             data_len: data.len(),
+            fd: self.fd.as_raw_fd(),
         })
     }
 
@@ -194,40 +225,29 @@ impl DirectFile {
         !offset.is_multiple_of(BLOCK as u64) && self.tail.as_ref().is_none_or(|t| t.end != offset)
     }
 
-    /// Forgets the staged partial block (its write failed): the next write
-    /// reads it back from the file.
-    pub fn forget_tail(&mut self) {
+    /// After `staged` failed with `done` bytes written: forgets the staged
+    /// partial block (what the failed write left there is unknown, so the
+    /// next write reads it back) and returns how many of the caller's bytes
+    /// reached the file.
+    pub fn failed(&mut self, staged: &Staged, done: usize) -> usize {
         self.tail = None;
+        staged.data_written(done)
     }
 
-    /// Writes all of `staged` on this thread; returns how much of the
-    /// staged buffer reached the file, and the error that stopped it.
-    pub fn write_staged(&self, staged: &Staged) -> (usize, io::Result<()>) {
-        let bytes = staged.buf.as_slice();
-        let mut done = 0;
-        while done < bytes.len() {
-            // SAFETY: writes from a live buffer of `bytes.len() - done`
-            // bytes; the descriptor is owned by `self`.
-            let n = unsafe {
-                libc::pwrite(
-                    self.fd.as_raw_fd(),
-                    bytes[done..].as_ptr().cast(),
-                    bytes.len() - done,
-                    (staged.offset + done as u64) as libc::off_t,
-                )
-            };
-            match n {
-                n if n > 0 => done += n as usize,
-                0 => return (done, Err(io::ErrorKind::WriteZero.into())),
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return (done, Err(e));
-                    }
-                }
-            }
+    /// Stages and writes `buf` at `offset` of `file` on this thread.
+    pub fn write_now(&mut self, file: &File, buf: Vec<u8>, offset: u64) -> Completion {
+        let (result, written) = match self.stage(file, &buf, offset) {
+            Err(e) => (Err(e), 0),
+            Ok(staged) => match staged.write() {
+                (_, Ok(())) => (Ok(()), buf.len()),
+                (done, Err(e)) => (Err(e), self.failed(&staged, done)),
+            },
+        };
+        Completion::Write {
+            buf,
+            result,
+            written,
         }
-        (done, Ok(()))
     }
 }
 
@@ -272,14 +292,13 @@ pub struct DirectFiles {
 
 impl DirectFiles {
     /// The direct side of `file`, opened on first use (when `offset` is
-    /// where writing starts); `None` if it could not be opened. Forgets
-    /// files nobody holds any more.
+    /// where writing starts; files nobody holds any more are forgotten
+    /// then); `None` if it could not be opened.
     pub fn get(&mut self, file: &Arc<File>, offset: u64) -> Option<&mut DirectFile> {
-        self.files.retain(|(weak, _)| weak.strong_count() > 0);
-        let ptr = Arc::as_ptr(file);
-        let i = match self.files.iter().position(|(w, _)| w.as_ptr() == ptr) {
+        let i = match self.position(file) {
             Some(i) => i,
             None => {
+                self.files.retain(|(weak, _)| weak.strong_count() > 0);
                 let direct = DirectFile::open(file, offset).ok();
                 self.files.push((Arc::downgrade(file), direct));
                 self.files.len() - 1
@@ -288,12 +307,16 @@ impl DirectFiles {
         self.files[i].1.as_mut()
     }
 
-    /// Whether `file` is written directly (opened and not refused).
-    pub fn is_direct(&mut self, file: &Arc<File>) -> bool {
+    /// The direct side of `file` if it is written directly (opened, not
+    /// refused); never opens it.
+    pub fn find(&mut self, file: &Arc<File>) -> Option<&mut DirectFile> {
+        let i = self.position(file)?;
+        self.files[i].1.as_mut()
+    }
+
+    fn position(&self, file: &Arc<File>) -> Option<usize> {
         let ptr = Arc::as_ptr(file);
-        self.files
-            .iter()
-            .any(|(w, d)| w.as_ptr() == ptr && d.is_some())
+        self.files.iter().position(|(w, _)| w.as_ptr() == ptr)
     }
 }
 
@@ -407,8 +430,8 @@ mod tests {
         assert_eq!(&bytes[..200], &[9; 200][..]);
         assert_eq!(&bytes[200..210], &[2; 10][..]);
         assert!(bytes[210..].iter().all(|&b| b == 0));
-        // Forgotten tail: read back too.
-        direct.forget_tail();
+        // The tail of a failed write: read back too.
+        assert_eq!(direct.failed(&staged, 0), 0);
         let again = direct.stage(&file, &[3; 4], 210).unwrap();
         assert_eq!(&again.buf.as_slice()[..200], &[9; 200][..]);
     }
@@ -427,14 +450,15 @@ mod tests {
         for (i, len) in [13usize, 4083, 1, 9000, 4096, 77].into_iter().enumerate() {
             let data = vec![i as u8 + 1; len];
             let direct = files.get(&file, offset).expect("direct I/O works here");
-            let staged = direct.stage(&file, &data, offset).unwrap();
-            let (done, result) = direct.write_staged(&staged);
-            result.unwrap();
-            assert_eq!(done, staged.buf.len());
+            let done = direct.write_now(&file, data.clone(), offset);
+            assert!(
+                matches!(done, Completion::Write { result: Ok(()), written, .. } if written == len),
+                "{done:?}"
+            );
             model[offset as usize..offset as usize + len].copy_from_slice(&data);
             offset += len as u64;
         }
-        assert!(files.is_direct(&file));
+        assert!(files.find(&file).is_some());
         assert_eq!(contents(&file, model.len()), model);
     }
 

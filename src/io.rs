@@ -317,65 +317,37 @@ pub struct DirectQueue {
     files: DirectFiles,
 }
 
+impl DirectQueue {
+    /// A sync of `file`; `signal`: make the event fd readable too.
+    fn sync_with(&mut self, file: &Arc<File>, token: u64, signal: bool) {
+        let result = match self.files.find(file) {
+            // Its writes were durable when they returned.
+            Some(_) => Ok(()),
+            None => file.sync_data(),
+        };
+        self.done.finish(Completion::Sync { token, result }, signal);
+    }
+}
+
 impl SubmitQueue for DirectQueue {
     type File = File;
 
     fn write(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
-        let completion = match self.files.get(file, offset) {
-            Some(direct) if !buf.is_empty() => match direct.stage(file, &buf, offset) {
-                Ok(staged) => {
-                    let (done, result) = direct.write_staged(&staged);
-                    if result.is_err() {
-                        direct.forget_tail();
-                    }
-                    let written = match result {
-                        Ok(()) => buf.len(),
-                        Err(_) => staged.data_written(done),
-                    };
-                    Completion::Write {
-                        buf,
-                        result,
-                        written,
-                    }
-                }
-                Err(e) => Completion::Write {
-                    buf,
-                    result: Err(e),
-                    written: 0,
-                },
-            },
-            _ => return self.done.write(file, buf, offset),
-        };
-        self.done.finish(completion, false);
+        match self.files.get(file, offset) {
+            Some(direct) if !buf.is_empty() => {
+                let done = direct.write_now(file, buf, offset);
+                self.done.finish(done, false);
+            }
+            _ => self.done.write(file, buf, offset),
+        }
     }
 
     fn sync(&mut self, file: &Arc<File>, token: u64) {
-        if self.files.is_direct(file) {
-            // Its writes were durable when they returned.
-            self.done.finish(
-                Completion::Sync {
-                    token,
-                    result: Ok(()),
-                },
-                true,
-            );
-        } else {
-            self.done.sync(file, token);
-        }
+        self.sync_with(file, token, true);
     }
 
     fn sync_now(&mut self, file: &Arc<File>, token: u64) {
-        if self.files.is_direct(file) {
-            self.done.finish(
-                Completion::Sync {
-                    token,
-                    result: Ok(()),
-                },
-                false,
-            );
-        } else {
-            self.done.sync_now(file, token);
-        }
+        self.sync_with(file, token, false);
     }
 
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {

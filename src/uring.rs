@@ -58,7 +58,7 @@ use std::sync::{Arc, Weak};
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
-use crate::direct::{DirectFiles, Staged};
+use crate::direct::{DirectFile, DirectFiles, Staged};
 use crate::io::{Completion, EventFd, SubmitQueue, write_whole};
 
 /// The environment variable that, set to anything but `""` or `"0"`, makes
@@ -183,8 +183,8 @@ enum OpKind {
         /// Bytes already written by earlier (short) completions: of
         /// `staged` when there is one.
         done: usize,
-        /// A direct write: what goes to the file, and the direct descriptor.
-        staged: Option<(Staged, RawFd)>,
+        /// A direct write: what goes to the file.
+        staged: Option<Staged>,
     },
     Sync {
         token: u64,
@@ -449,13 +449,13 @@ impl UringQueue {
         let op = self.ops[id].as_ref().expect("queued request in the slab");
         let entry = match &op.kind {
             OpKind::Write {
-                staged: Some((staged, fd)),
+                staged: Some(staged),
                 done,
                 ..
             } => {
                 let rest = &staged.buf.as_slice()[*done..];
                 let len = rest.len().min(self.max_chunk as usize) as u32;
-                opcode::Write::new(types::Fd(*fd), rest.as_ptr(), len)
+                opcode::Write::new(types::Fd(staged.fd), rest.as_ptr(), len)
                     .offset(staged.offset + *done as u64)
                     .build()
             }
@@ -702,7 +702,7 @@ impl UringQueue {
                     return self.finish(id, Err(io::ErrorKind::WriteZero.into()));
                 }
                 *done += result as usize;
-                let total = staged.as_ref().map_or(buf.len(), |(s, _)| s.buf.len());
+                let total = staged.as_ref().map_or(buf.len(), |s| s.buf.len());
                 if *done < total {
                     // Short: write the rest. The syncs after it wait until
                     // the whole write is done.
@@ -726,25 +726,17 @@ impl UringQueue {
         if let Target::Fixed(i) = op.target {
             self.files[i as usize].ops -= 1;
         }
-        self.ready.push_back(match op.kind {
+        let completion = match op.kind {
             OpKind::Write {
                 buf, done, staged, ..
             } => {
                 let written = match (&result, staged) {
                     (Ok(()), _) => buf.len(),
                     (Err(_), None) => done,
-                    (Err(_), Some((staged, _))) => {
-                        // What the failed write left in its partial block is
-                        // unknown: read it back for the next write.
-                        if let Some(direct) = self
-                            .direct
-                            .as_mut()
-                            .and_then(|d| d.get(&op.file, staged.offset))
-                        {
-                            direct.forget_tail();
-                        }
-                        staged.data_written(done)
-                    }
+                    (Err(_), Some(staged)) => match self.direct_file(&op.file) {
+                        Some(direct) => direct.failed(&staged, done),
+                        None => staged.data_written(done),
+                    },
                 };
                 Completion::Write {
                     buf,
@@ -753,7 +745,8 @@ impl UringQueue {
                 }
             }
             OpKind::Sync { token, .. } => Completion::Sync { token, result },
-        });
+        };
+        self.ready.push_back(completion);
     }
 
     /// The ring itself failed (a submit or wait error that is not
@@ -793,7 +786,7 @@ impl UringQueue {
                 } => Completion::Write {
                     buf,
                     result,
-                    written: staged.map_or(done, |(s, _)| s.data_written(done)),
+                    written: staged.map_or(done, |s| s.data_written(done)),
                 },
                 OpKind::Sync { token, .. } => Completion::Sync { token, result },
             });
@@ -834,20 +827,23 @@ impl UringQueue {
         file: &Arc<File>,
         buf: &[u8],
         offset: u64,
-    ) -> io::Result<Option<(Staged, RawFd)>> {
-        let reads = match self.direct.as_mut().and_then(|d| d.get(file, offset)) {
-            Some(direct) => direct.reads_back(offset),
-            None => return Ok(None),
+    ) -> io::Result<Option<Staged>> {
+        let Some(direct) = self.direct.as_mut().and_then(|d| d.get(file, offset)) else {
+            return Ok(None);
         };
-        if reads {
-            self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
+        if !direct.reads_back(offset) {
+            return direct.stage(file, buf, offset).map(Some);
         }
-        let direct = self
-            .direct
-            .as_mut()
-            .and_then(|d| d.get(file, offset))
-            .expect("opened above");
-        Ok(Some((direct.stage(file, buf, offset)?, direct.raw_fd())))
+        self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
+        match self.direct_file(file) {
+            Some(direct) => direct.stage(file, buf, offset).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The direct side of `file`, if it is written directly.
+    fn direct_file(&mut self, file: &Arc<File>) -> Option<&mut DirectFile> {
+        self.direct.as_mut()?.find(file)
     }
 
     /// Makes the event fd readable.
@@ -935,7 +931,7 @@ impl SubmitQueue for UringQueue {
             let result = Err(io::Error::from_raw_os_error(errno));
             return self.finish_now(Completion::Sync { token, result });
         }
-        let folded = self.direct.as_mut().is_some_and(|d| d.is_direct(file));
+        let folded = self.direct_file(file).is_some();
         self.queue(file, OpKind::Sync { token, folded });
     }
 
@@ -958,7 +954,7 @@ impl SubmitQueue for UringQueue {
 
     fn sync_now(&mut self, file: &Arc<File>, token: u64) {
         self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
-        let folded = self.direct.as_mut().is_some_and(|d| d.is_direct(file));
+        let folded = self.direct_file(file).is_some();
         let result = match (self.broken, self.take_injection(InjectOp::Sync)) {
             (Some(errno), _) | (None, Some(errno)) => Err(io::Error::from_raw_os_error(errno)),
             // Its writes were durable when they completed.
@@ -1312,33 +1308,49 @@ mod tests {
         );
     }
 
-    fn direct_queue(dir: &tempfile::TempDir) -> Option<UringQueue> {
-        if let Err(why) = crate::direct::probe(dir.path()) {
+    /// A queue with direct I/O and a file of `len` bytes (sized, as
+    /// segments are) in a fresh directory.
+    struct DirectSetup {
+        q: UringQueue,
+        file: Arc<File>,
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    /// [`DirectSetup`]; `None`, with a line saying why, where io_uring or
+    /// direct I/O is unavailable.
+    fn direct_setup(len: u64) -> Option<DirectSetup> {
+        let dir = tempfile::tempdir().unwrap();
+        if let Err(why) = probe_with(false).and_then(|()| crate::direct::probe(dir.path())) {
             eprintln!("skipping: {why}");
             return None;
         }
-        Some(queue_with(UringOptions {
+        let q = queue_with(UringOptions {
             entries: 8,
             direct: true,
             ..UringOptions::default()
-        }))
-    }
-
-    /// A file of `len` bytes, as segments are.
-    fn sized_file(dir: &tempfile::TempDir, name: &str, len: u64) -> (Arc<File>, PathBuf) {
-        let (file, path) = temp_file(dir, name);
+        });
+        let (file, path) = temp_file(&dir, "seg");
         file.set_len(len).unwrap();
-        (file, path)
+        Some(DirectSetup {
+            q,
+            file,
+            path,
+            _dir: dir,
+        })
     }
 
     #[test]
     fn direct_writes_land_in_order_and_their_syncs_need_no_fsync() {
-        require_uring!();
-        let dir = tempfile::tempdir().unwrap();
-        let Some(mut q) = direct_queue(&dir) else {
+        let Some(DirectSetup {
+            mut q,
+            file,
+            path,
+            _dir,
+        }) = direct_setup(256 << 10)
+        else {
             return;
         };
-        let (file, path) = sized_file(&dir, "seg", 256 << 10);
         let mut model = vec![0u8; 256 << 10];
         let mut offset = 0u64;
         let mut token = 0;
@@ -1388,12 +1400,12 @@ mod tests {
 
     #[test]
     fn a_folded_sync_waits_for_its_writes_and_signals_the_event_fd() {
-        require_uring!();
-        let dir = tempfile::tempdir().unwrap();
-        let Some(mut q) = direct_queue(&dir) else {
+        let Some(DirectSetup {
+            mut q, file, _dir, ..
+        }) = direct_setup(64 << 10)
+        else {
             return;
         };
-        let (file, _) = sized_file(&dir, "seg", 64 << 10);
         // Not before the write has completed.
         q.write(&file, pattern(1, 5000), 0);
         q.sync(&file, 1);
@@ -1441,12 +1453,15 @@ mod tests {
 
     #[test]
     fn a_failed_direct_write_reports_none_of_its_bytes_and_the_next_reads_its_block_back() {
-        require_uring!();
-        let dir = tempfile::tempdir().unwrap();
-        let Some(mut q) = direct_queue(&dir) else {
+        let Some(DirectSetup {
+            mut q,
+            file,
+            path,
+            _dir,
+        }) = direct_setup(64 << 10)
+        else {
             return;
         };
-        let (file, path) = sized_file(&dir, "seg", 64 << 10);
         let (a, b, c) = (pattern(1, 1000), pattern(2, 2000), pattern(3, 300));
         q.write(&file, a.clone(), 0);
         let out = drain(&mut q);

@@ -498,11 +498,10 @@ impl<'a> Bench<'a> {
             .map(|m| {
                 let corewal = group_side(m.bytes, group.records, &m.times, true);
                 let title = format!("append + sync × {}, {}", count(n), m.variant.label());
-                let mut outcome = Outcome::new("W2", title, 1, corewal, raw)
+                let outcome = Outcome::new("W2", title, 1, corewal, raw)
                     .want_ratio(W2_MIN_RATIO)
-                    .want_p99_ratio(W2_MAX_P99_RATIO)
-                    .variant(Some(backend_name(m.variant.backend)), m.variant.mode.name());
-                outcome.direct_io = m.variant.direct;
+                    .want_p99_ratio(W2_MAX_P99_RATIO);
+                let mut outcome = of_variant(outcome, &m.variant);
                 outcome.ops = true;
                 outcome
             })
@@ -528,20 +527,17 @@ impl<'a> Bench<'a> {
         for m in &group.measured {
             let mut corewal = group_side(m.bytes, group.records, &m.times, false);
             let label = m.variant.label();
-            let (backend, mode) = (Some(backend_name(m.variant.backend)), m.variant.mode.name());
             if m.variant.id == "W3" {
                 let title = format!("{records} appends, sync / {W3_BATCH}, {label}");
-                let mut outcome = Outcome::new("W3", title, 1, corewal, raw)
+                let outcome = Outcome::new("W3", title, 1, corewal, raw)
                     .want_ratio(W3_MIN_RATIO)
-                    .want_rate(W3_OKAYWAL_RATE, " (okaywal¹)")
-                    .variant(backend, mode);
-                outcome.direct_io = m.variant.direct;
-                w3_outcomes.push(outcome);
+                    .want_rate(W3_OKAYWAL_RATE, " (okaywal¹)");
+                w3_outcomes.push(of_variant(outcome, &m.variant));
             } else {
                 corewal.in_flight = m.in_flight;
                 let title = format!("{records} appends, submit / {W3_BATCH}, {label}");
-                let mut outcome = Outcome::new("W6", title, 1, corewal, raw).variant(backend, mode);
-                outcome.direct_io = m.variant.direct;
+                let outcome = Outcome::new("W6", title, 1, corewal, raw);
+                let mut outcome = of_variant(outcome, &m.variant);
                 outcome.raw_mark = "²";
                 w6_outcomes.push(outcome);
             }
@@ -719,6 +715,13 @@ fn written_back(written: &Written) -> Result<()> {
         std::fs::File::open(path)?.sync_all()?;
     }
     Ok(())
+}
+
+/// `outcome` marked with `variant`'s backend, mode and direct I/O.
+fn of_variant(outcome: Outcome, variant: &Variant) -> Outcome {
+    let mut outcome = outcome.variant(Some(backend_name(variant.backend)), variant.mode.name());
+    outcome.direct_io = variant.direct;
+    outcome
 }
 
 /// The variants of `id` in `modes`, on the sync backend, then io_uring,
