@@ -25,8 +25,10 @@ use crate::segment::{Preparing, create_now};
 
 mod in_use;
 mod rollback;
+mod segment_sync;
 
 use in_use::{Entered, InUse};
+use segment_sync::SegmentSync;
 
 /// Barriers a lane remembers for checkpoints (one per epoch is typical).
 const MAX_REMEMBERED_BARRIERS: usize = 64;
@@ -188,7 +190,7 @@ struct PendingSync {
     /// Its fdatasync of the active segment has completed.
     queue_done: bool,
     /// Background fdatasyncs of full segments it also waits for.
-    retiring: Vec<JoinHandle<std::io::Result<()>>>,
+    retiring: Vec<SegmentSync>,
     /// Handed out by poll/wait (not for group-commit syncs).
     report: bool,
 }
@@ -213,7 +215,7 @@ pub(crate) struct Lane<I: Io> {
     segment: ActiveSegment<I::File>,
     /// fdatasyncs of full segments, running since their rotation; the next
     /// sync submitted takes them over and completes only after them.
-    retiring: Vec<JoinHandle<std::io::Result<()>>>,
+    retiring: Vec<SegmentSync>,
     /// Submitted syncs, in token (and so boundary) order.
     pending: VecDeque<PendingSync>,
     /// Finished syncs the caller asked for, not yet handed out by poll/wait.
@@ -632,12 +634,12 @@ impl<I: Io> Lane<I> {
     fn complete_syncs(&mut self, block: bool) {
         while let Some(front) = self.pending.front_mut() {
             if self.poisoned.is_none() {
-                let background_done = front.retiring.iter().all(|h| h.is_finished());
+                let background_done = front.retiring.iter().all(SegmentSync::is_done);
                 if !front.queue_done || (!background_done && !block) {
                     break;
                 }
-                let handles = std::mem::take(&mut front.retiring);
-                self.join_retiring(handles);
+                let syncs = std::mem::take(&mut front.retiring);
+                self.join_retiring(syncs);
             }
             let front = self.pending.pop_front().expect("checked above");
             let result = match &self.poisoned {
@@ -663,12 +665,10 @@ impl<I: Io> Lane<I> {
 
     /// Waits for background fdatasyncs of full segments; a failed one
     /// poisons the writer.
-    fn join_retiring(&mut self, handles: Vec<JoinHandle<std::io::Result<()>>>) {
-        for handle in handles {
-            let failed = match handle.join() {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "the syncing thread panicked".to_string(),
+    fn join_retiring(&mut self, syncs: Vec<SegmentSync>) {
+        for sync in syncs {
+            let Err(failed) = sync.join() else {
+                continue;
             };
             self.poisoned.get_or_insert(format!(
                 "fdatasync of a full segment of lane {} failed: {failed}",
@@ -701,12 +701,11 @@ impl<I: Io> Lane<I> {
         while self.queue.in_flight() > 0 {
             self.reap(true)?;
         }
-        let (full, event) = (old.file, self.event.clone());
-        self.retiring.push(std::thread::spawn(move || {
-            let result = full.sync_data();
-            event.signal();
-            result
-        }));
+        let full = old.file;
+        self.retiring.push(SegmentSync::start(
+            move || full.sync_data(),
+            self.event.clone(),
+        ));
         self.start_segment_header();
         self.prepare_next();
         Ok(())
@@ -1094,6 +1093,8 @@ impl<I: Io> Writer<I> {
 mod tests {
     use std::path::Path;
 
+    use super::SegmentSync;
+
     use crate::error::Error;
     use crate::io::{Io, MemIo, SubmitQueue};
     use crate::manager::Manager;
@@ -1159,11 +1160,18 @@ mod tests {
             .collect();
         // A background segment sync that is still running: the next sync
         // takes it over and cannot complete before it.
-        let slow = std::thread::spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            Ok(())
-        });
-        w.lane.enter().as_mut().unwrap().retiring.push(slow);
+        {
+            let mut lane = w.lane.enter();
+            let lane = lane.as_mut().unwrap();
+            let slow = SegmentSync::start(
+                || {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    Ok(())
+                },
+                lane.event.clone(),
+            );
+            lane.retiring.push(slow);
+        }
         let token = w.sync_submit().unwrap();
         assert!(
             !w.lane.enter().as_ref().unwrap().pending.is_empty(),

@@ -143,6 +143,50 @@ fn wait_blocks_until_the_token_is_durable() {
     }
 }
 
+/// Whether `fd` turns readable within `timeout_ms`.
+fn readable_within(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and the count says one.
+    unsafe { libc::poll(&mut pollfd, 1, timeout_ms) == 1 }
+}
+
+#[test]
+fn the_event_fd_wakes_a_poller_for_syncs_that_wait_for_a_full_segment() {
+    for setup in SETUPS {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = open(&tmp.path().join("wal"), setup, 1);
+        let w = m.writer(0).unwrap();
+        for round in 0..30u32 {
+            // More than a 256 KiB segment: the sync also waits for the
+            // fdatasync of the full one, which runs on its own thread.
+            for i in 0..80u32 {
+                w.append_put(&(round * 100 + i).to_be_bytes(), &[7u8; 4000])
+                    .unwrap();
+            }
+            let token = w.sync_submit().unwrap();
+            // An event loop: poll, and sleep on the fd when nothing is ready.
+            let done = loop {
+                if let Some(done) = w.poll(1).unwrap().pop() {
+                    break done;
+                }
+                assert!(
+                    readable_within(w.event_fd(), 5_000),
+                    "{setup:?} round {round}: sync {token} pending and the event fd quiet for 5 s"
+                );
+            };
+            assert_eq!(
+                (done.token, done.synced_position),
+                (token, w.position()),
+                "{setup:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn torn_tail_on_disk_is_cut_at_reopen() {
     for setup in SETUPS {
