@@ -100,7 +100,10 @@ impl Drop for AlignedBuf {
 /// One write as it goes to the file: whole blocks from `offset`, the
 /// caller's bytes starting `head` bytes in.
 pub struct Staged {
+    /// At least `len` bytes; a reused buffer may be longer.
     pub buf: AlignedBuf,
+    /// Bytes to write: a whole number of blocks.
+    pub len: usize,
     pub offset: u64,
     pub head: usize,
     /// How many of the caller's bytes it carries.
@@ -111,6 +114,11 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// The blocks to write.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf.as_slice()[..self.len]
+    }
+
     /// How many of the caller's bytes reached the file when `done` bytes of
     /// the staged buffer did.
     pub fn data_written(&self, done: usize) -> usize {
@@ -120,7 +128,7 @@ impl Staged {
     /// Writes all of it on this thread; returns how much reached the file,
     /// and the error that stopped it.
     fn write(&self) -> (usize, io::Result<()>) {
-        let bytes = self.buf.as_slice();
+        let bytes = self.bytes();
         let mut done = 0;
         while done < bytes.len() {
             // SAFETY: writes from a live buffer of `bytes.len() - done`
@@ -149,17 +157,22 @@ impl Staged {
 }
 
 /// The bytes of a file's last, partial block, as the last staged write left
-/// them: the next write, if it starts where that one ended, begins with
-/// them.
+/// them: the next write, if it starts where that one ended (`end`), begins
+/// with them.
+#[derive(Default)]
 struct Tail {
-    end: u64,
+    end: Option<u64>,
     bytes: Vec<u8>,
 }
 
 /// A file opened for direct writes, and its staging state.
 pub struct DirectFile {
     fd: OwnedFd,
-    tail: Option<Tail>,
+    tail: Tail,
+    /// The buffer of the last finished write, for the next one: writes to
+    /// a file go one at a time, so one spare saves an aligned allocation
+    /// and its zeroing per write.
+    spare: Option<AlignedBuf>,
 }
 
 impl DirectFile {
@@ -185,7 +198,15 @@ impl DirectFile {
         // SAFETY: `fd` was just opened and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         drop_cached(file, from);
-        Ok(DirectFile { fd, tail: None })
+        Ok(DirectFile::with_fd(fd))
+    }
+
+    fn with_fd(fd: OwnedFd) -> DirectFile {
+        DirectFile {
+            fd,
+            tail: Tail::default(),
+            spare: None,
+        }
     }
 
     /// Stages a write of `data` at `offset` of `file`: the aligned buffer
@@ -196,22 +217,35 @@ impl DirectFile {
         let head = (offset % BLOCK as u64) as usize;
         let start = offset - head as u64;
         let used = head + data.len();
-        let mut buf = AlignedBuf::zeroed(used.div_ceil(BLOCK));
-        let bytes = buf.as_mut_slice();
+        let blocks = used.div_ceil(BLOCK).max(1);
+        let len = blocks * BLOCK;
+        let mut buf = match self.spare.take() {
+            Some(spare) if spare.len() >= len => spare,
+            _ => AlignedBuf::zeroed(blocks),
+        };
+        let bytes = &mut buf.as_mut_slice()[..len];
         if head > 0 {
-            match self.tail.take() {
-                Some(tail) if tail.end == offset => bytes[..head].copy_from_slice(&tail.bytes),
-                _ => read_up_to(file, &mut bytes[..head], start)?,
+            if self.tail.end.take() == Some(offset) {
+                bytes[..head].copy_from_slice(&self.tail.bytes);
+            } else {
+                read_up_to(file, &mut bytes[..head], start)?;
             }
         }
         bytes[head..used].copy_from_slice(data);
+        // A reused buffer holds an older write's bytes there.
+        bytes[used..].fill(0);
         let partial = used % BLOCK;
-        self.tail = (partial > 0).then(|| Tail {
-            end: offset + data.len() as u64,
-            bytes: bytes[used - partial..used].to_vec(),
-        });
+        self.tail.end = None;
+        if partial > 0 {
+            self.tail.bytes.clear();
+            self.tail
+                .bytes
+                .extend_from_slice(&bytes[used - partial..used]);
+            self.tail.end = Some(offset + data.len() as u64);
+        }
         Ok(Staged {
             buf,
+            len,
             offset: start,
             head,
             data_len: data.len(),
@@ -222,26 +256,41 @@ impl DirectFile {
     /// Whether staging a write at `offset` reads its partial first block
     /// back from the file (it does not follow the last staged write).
     pub fn reads_back(&self, offset: u64) -> bool {
-        !offset.is_multiple_of(BLOCK as u64) && self.tail.as_ref().is_none_or(|t| t.end != offset)
+        !offset.is_multiple_of(BLOCK as u64) && self.tail.end != Some(offset)
     }
 
-    /// After `staged` failed with `done` bytes written: forgets the staged
-    /// partial block (what the failed write left there is unknown, so the
-    /// next write reads it back) and returns how many of the caller's bytes
-    /// reached the file.
-    pub fn failed(&mut self, staged: &Staged, done: usize) -> usize {
-        self.tail = None;
-        staged.data_written(done)
+    /// Ends `staged`, which wrote `done` bytes and then succeeded (`ok`)
+    /// or failed, and returns how many of the caller's bytes reached the
+    /// file. After a failure the staged partial block is forgotten (what
+    /// the failed write left there is unknown, so the next write reads it
+    /// back). The buffer is kept for the next write (the larger, if a
+    /// spare is already there).
+    pub fn finish(&mut self, staged: Staged, ok: bool, done: usize) -> usize {
+        let written = if ok {
+            staged.data_len
+        } else {
+            self.tail.end = None;
+            staged.data_written(done)
+        };
+        if self
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.len() < staged.buf.len())
+        {
+            self.spare = Some(staged.buf);
+        }
+        written
     }
 
     /// Stages and writes `buf` at `offset` of `file` on this thread.
     pub fn write_now(&mut self, file: &File, buf: Vec<u8>, offset: u64) -> Completion {
         let (result, written) = match self.stage(file, &buf, offset) {
             Err(e) => (Err(e), 0),
-            Ok(staged) => match staged.write() {
-                (_, Ok(())) => (Ok(()), buf.len()),
-                (done, Err(e)) => (Err(e), self.failed(&staged, done)),
-            },
+            Ok(staged) => {
+                let (done, result) = staged.write();
+                let written = self.finish(staged, result.is_ok(), done);
+                (result, written)
+            }
         };
         Completion::Write {
             buf,
@@ -392,20 +441,20 @@ mod tests {
     fn staging_starts_at_a_block_and_carries_the_partial_block_forward() {
         let dir = tempfile::tempdir().unwrap();
         let file = file_in(&dir, 4 * BLOCK as u64);
-        let mut direct = DirectFile {
-            fd: file.try_clone().unwrap().into(),
-            tail: None,
-        };
+        let mut direct = DirectFile::with_fd(file.try_clone().unwrap().into());
         let first = direct.stage(&file, &[1; 100], 0).unwrap();
-        assert_eq!((first.offset, first.head, first.buf.len()), (0, 0, BLOCK));
-        assert_eq!(&first.buf.as_slice()[..100], &[1; 100][..]);
-        assert!(first.buf.as_slice()[100..].iter().all(|&b| b == 0));
+        assert_eq!(
+            (first.offset, first.head, first.bytes().len()),
+            (0, 0, BLOCK)
+        );
+        assert_eq!(&first.bytes()[..100], &[1; 100][..]);
+        assert!(first.bytes()[100..].iter().all(|&b| b == 0));
         // Not written to the file: the second write must take the first's
         // bytes from the staged tail, not from the file.
         let second = direct.stage(&file, &[2; BLOCK], 100).unwrap();
         assert_eq!((second.offset, second.head), (0, 100));
-        assert_eq!(second.buf.len(), 2 * BLOCK);
-        let bytes = second.buf.as_slice();
+        assert_eq!(second.bytes().len(), 2 * BLOCK);
+        let bytes = second.bytes();
         assert_eq!(&bytes[..100], &[1; 100][..]);
         assert_eq!(&bytes[100..100 + BLOCK], &[2; BLOCK][..]);
         assert!(bytes[100 + BLOCK..].iter().all(|&b| b == 0));
@@ -419,21 +468,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = file_in(&dir, 2 * BLOCK as u64);
         file.write_all_at(&[9; 300], 0).unwrap();
-        let mut direct = DirectFile {
-            fd: file.try_clone().unwrap().into(),
-            tail: None,
-        };
+        let mut direct = DirectFile::with_fd(file.try_clone().unwrap().into());
         direct.stage(&file, &[1; 10], 500).unwrap();
         // 200 does not follow the staged write (it ended at 510).
         let staged = direct.stage(&file, &[2; 10], 200).unwrap();
-        let bytes = staged.buf.as_slice();
+        let bytes = staged.bytes();
         assert_eq!(&bytes[..200], &[9; 200][..]);
         assert_eq!(&bytes[200..210], &[2; 10][..]);
         assert!(bytes[210..].iter().all(|&b| b == 0));
         // The tail of a failed write: read back too.
-        assert_eq!(direct.failed(&staged, 0), 0);
+        assert_eq!(direct.finish(staged, false, 0), 0);
         let again = direct.stage(&file, &[3; 4], 210).unwrap();
-        assert_eq!(&again.buf.as_slice()[..200], &[9; 200][..]);
+        assert_eq!(&again.bytes()[..200], &[9; 200][..]);
+    }
+
+    #[test]
+    fn a_reused_buffer_carries_none_of_its_older_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_in(&dir, 8 * BLOCK as u64);
+        let mut direct = DirectFile::with_fd(file.try_clone().unwrap().into());
+        let big = direct.stage(&file, &[0xEE; 5 * BLOCK], 0).unwrap();
+        let reused = big.buf.as_slice().as_ptr();
+        assert_eq!(direct.finish(big, true, 5 * BLOCK), 5 * BLOCK);
+        let small = direct.stage(&file, &[5; 10], 5 * BLOCK as u64).unwrap();
+        assert_eq!(small.buf.as_slice().as_ptr(), reused, "the spare is taken");
+        assert_eq!(small.bytes().len(), BLOCK, "only the blocks it needs");
+        assert_eq!(&small.bytes()[..10], &[5; 10][..]);
+        assert!(small.bytes()[10..].iter().all(|&b| b == 0));
+        // With no spare left, a buffer of its own; once both are back, the
+        // larger one stays for the next write.
+        let other = direct.stage(&file, &[6; 10], 0).unwrap();
+        assert_ne!(other.buf.as_slice().as_ptr(), reused);
+        direct.finish(small, true, BLOCK);
+        direct.finish(other, true, BLOCK);
+        let next = direct.stage(&file, &[7; 4 * BLOCK], 0).unwrap();
+        assert_eq!(next.buf.as_slice().as_ptr(), reused);
+        assert_eq!(next.bytes().len(), 4 * BLOCK);
     }
 
     #[test]

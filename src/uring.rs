@@ -453,7 +453,7 @@ impl UringQueue {
                 done,
                 ..
             } => {
-                let rest = &staged.buf.as_slice()[*done..];
+                let rest = &staged.bytes()[*done..];
                 let len = rest.len().min(self.max_chunk as usize) as u32;
                 opcode::Write::new(types::Fd(staged.fd), rest.as_ptr(), len)
                     .offset(staged.offset + *done as u64)
@@ -702,7 +702,7 @@ impl UringQueue {
                     return self.finish(id, Err(io::ErrorKind::WriteZero.into()));
                 }
                 *done += result as usize;
-                let total = staged.as_ref().map_or(buf.len(), |s| s.buf.len());
+                let total = staged.as_ref().map_or(buf.len(), |s| s.len);
                 if *done < total {
                     // Short: write the rest. The syncs after it wait until
                     // the whole write is done.
@@ -730,13 +730,10 @@ impl UringQueue {
             OpKind::Write {
                 buf, done, staged, ..
             } => {
-                let written = match (&result, staged) {
-                    (Ok(()), _) => buf.len(),
-                    (Err(_), None) => done,
-                    (Err(_), Some(staged)) => match self.direct_file(&op.file) {
-                        Some(direct) => direct.failed(&staged, done),
-                        None => staged.data_written(done),
-                    },
+                let written = match staged {
+                    None if result.is_ok() => buf.len(),
+                    None => done,
+                    Some(staged) => self.end_staged(&op.file, staged, result.is_ok(), done),
                 };
                 Completion::Write {
                     buf,
@@ -747,6 +744,17 @@ impl UringQueue {
             OpKind::Sync { token, .. } => Completion::Sync { token, result },
         };
         self.ready.push_back(completion);
+    }
+
+    /// How many of the caller's bytes a finished direct write put in the
+    /// file; its file's staging takes the buffer back.
+    fn end_staged(&mut self, file: &Arc<File>, staged: Staged, ok: bool, done: usize) -> usize {
+        match self.direct_file(file) {
+            Some(direct) => direct.finish(staged, ok, done),
+            // Not reached: the request holds the file, so its entry lives.
+            None if ok => staged.data_len,
+            None => staged.data_written(done),
+        }
     }
 
     /// The ring itself failed (a submit or wait error that is not
