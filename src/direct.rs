@@ -127,7 +127,7 @@ impl Staged {
 
     /// Writes all of it on this thread; returns how much reached the file,
     /// and the error that stopped it.
-    fn write(&self) -> (usize, io::Result<()>) {
+    pub fn write(&self) -> (usize, io::Result<()>) {
         let bytes = self.bytes();
         let mut done = 0;
         while done < bytes.len() {

@@ -86,6 +86,12 @@ pub trait SubmitQueue: Send + 'static {
     fn write_now(&mut self, file: &Arc<Self::File>, buf: Vec<u8>, offset: u64) {
         self.write(file, buf, offset);
     }
+    /// Like [`write_now`](Self::write_now), for a caller that waits for
+    /// the write and the sync after it right away: a queue may do it on the
+    /// calling thread even where that blocks for the device.
+    fn write_waited(&mut self, file: &Arc<Self::File>, buf: Vec<u8>, offset: u64) {
+        self.write_now(file, buf, offset);
+    }
     /// Like [`sync`](Self::sync), for a caller that waits for this sync
     /// right away: a queue may then do the fdatasync on the calling thread.
     fn sync_now(&mut self, file: &Arc<Self::File>, token: u64) {
@@ -494,6 +500,10 @@ impl SubmitQueue for FileQueue {
 
     fn write_now(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
         self.active().write_now(file, buf, offset)
+    }
+
+    fn write_waited(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        self.active().write_waited(file, buf, offset)
     }
 
     fn reap(&mut self, wait: bool, out: &mut Vec<Completion>) {

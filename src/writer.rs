@@ -182,6 +182,17 @@ impl Barriers {
     }
 }
 
+/// How the write buffer goes to the queue.
+#[derive(Clone, Copy)]
+enum Flush {
+    /// Nothing waits for it yet.
+    Queued,
+    /// A sync is submitted right after it ([`SubmitQueue::write_now`]).
+    SyncFollows,
+    /// The caller waits for it and its sync ([`SubmitQueue::write_waited`]).
+    Waited,
+}
+
 /// A submitted sync on its way.
 struct PendingSync {
     token: u64,
@@ -514,12 +525,11 @@ impl<I: Io> Lane<I> {
 
     /// Hands the buffered bytes to the queue as one write.
     fn flush(&mut self) -> Result<()> {
-        self.flush_with(false)
+        self.flush_with(Flush::Queued)
     }
 
-    /// [`Lane::flush`]; `now`: a sync follows at once, so the queue may do
-    /// the write on this thread.
-    fn flush_with(&mut self, now: bool) -> Result<()> {
+    /// [`Lane::flush`], for a write that `how` says a sync may follow.
+    fn flush_with(&mut self, how: Flush) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -529,11 +539,11 @@ impl<I: Io> Lane<I> {
             .unwrap_or_else(|| Vec::with_capacity(WRITE_BUF_BYTES));
         let buf = std::mem::replace(&mut self.buf, fresh);
         let len = buf.len() as u64;
-        if now {
-            self.queue
-                .write_now(&self.segment.file, buf, self.buf_offset);
-        } else {
-            self.queue.write(&self.segment.file, buf, self.buf_offset);
+        let file = &self.segment.file;
+        match how {
+            Flush::Queued => self.queue.write(file, buf, self.buf_offset),
+            Flush::SyncFollows => self.queue.write_now(file, buf, self.buf_offset),
+            Flush::Waited => self.queue.write_waited(file, buf, self.buf_offset),
         }
         self.buf_offset += len;
         self.reap(false)
@@ -720,7 +730,11 @@ impl<I: Io> Lane<I> {
         self.check_usable()?;
         // The sync waits for this write anyway: done here, it needs no
         // hand-off to the kernel's workers.
-        self.flush_with(true)?;
+        self.flush_with(if now {
+            Flush::Waited
+        } else {
+            Flush::SyncFollows
+        })?;
         let token = self.next_token;
         self.next_token += 1;
         self.pending.push_back(PendingSync {

@@ -41,11 +41,12 @@ process, and prints both with their ratio corewal/raw and the target.
   W6          1 writer, 200,000 records, a sync submitted every 64 while
               appends go on, completions polled after every append
 
-W2 and W3 run four corewal variants, {blocking sync(), sync_submit + wait
-(W2) or poll (W3)} x {sync backend, io_uring backend}, and W6 one per
-backend, all interleaved with one raw baseline in the same rounds of
-short blocks (W6 shares W3's rounds and raw). io_uring variants are
-skipped, with a note, where the library reports io_uring unsupported.
+W2 and W3 run eight corewal variants, {blocking sync(), sync_submit + wait
+(W2) or poll (W3)} x {sync backend, io_uring backend} x {through the page
+cache, direct_io}, and W6 one per backend and direct_io setting, all
+interleaved with one raw baseline in the same rounds of short blocks (W6
+shares W3's rounds and raw). io_uring or direct_io variants are skipped,
+with a note, where the library reports them unsupported.
 
 Options:
       --dir DIR      Put the data in a fresh directory inside DIR
