@@ -317,11 +317,12 @@ CWT_INLINE void cwt_last_segment(const char *dir, uint32_t core, uint64_t *index
 /* corewal shortcuts                                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Default options for a WAL with `cores` lanes and small segments. */
 /* Options for `cores` lanes of `segment_bytes`, on the backend named by
  * COREWAL_TEST_BACKEND ("sync" or "io_uring"; unset: CW_BACKEND_AUTO), with
- * direct I/O if COREWAL_TEST_DIRECT is "1", so ctest runs each test on both
- * backends and with direct I/O. */
+ * segment writes direct as COREWAL_TEST_DIRECT says ("every": direct_io;
+ * "off": direct_sync 0, everything through the page cache; unset: the
+ * defaults, direct writes before syncs), so ctest runs each test on both
+ * backends in all three ways. */
 CWT_INLINE cw_options cwt_options(uint32_t cores, uint64_t segment_bytes) {
   cw_options o;
   const char *backend = getenv("COREWAL_TEST_BACKEND");
@@ -331,7 +332,8 @@ CWT_INLINE cw_options cwt_options(uint32_t cores, uint64_t segment_bytes) {
   o.segment_bytes = segment_bytes;
   if (backend && strcmp(backend, "sync") == 0) o.backend = CW_BACKEND_SYNC;
   if (backend && strcmp(backend, "io_uring") == 0) o.backend = CW_BACKEND_IO_URING;
-  if (direct && strcmp(direct, "1") == 0) o.direct_io = 1;
+  if (direct && strcmp(direct, "every") == 0) o.direct_io = 1;
+  if (direct && strcmp(direct, "off") == 0) o.direct_sync = 0;
   return o;
 }
 

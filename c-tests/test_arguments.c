@@ -117,6 +117,8 @@ static void options_init_sizes(void) {
   CHECK_EQ(full.recovery_mode, CW_RECOVER_TOLERATE_TORN_TAIL);
   CHECK_EQ(full.sync_every_records, 0);
   CHECK_EQ(full.flusher_interval_us, 0);
+  CHECK_EQ(full.direct_io, 0);
+  CHECK_EQ(full.direct_sync, 1);
 
   /* Sizes below the struct_size field, and NULL, write nothing. */
   memset(&big, 0xCC, sizeof big);

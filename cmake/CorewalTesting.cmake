@@ -78,14 +78,18 @@ function(corewal_add_c_test name)
   if(ARG_STATIC)
     list(APPEND labels static)
   endif()
-  # Every test runs on both backends and with direct I/O (the harness reads
-  # COREWAL_TEST_BACKEND and COREWAL_TEST_DIRECT): <name> on sync,
-  # <name>_io_uring on io_uring, <name>_direct and <name>_io_uring_direct
-  # with the direct_io option.
-  set(runs "${name}=sync=0")
+  # Every test runs on both backends, each in three ways of writing
+  # segments (the harness reads COREWAL_TEST_BACKEND and
+  # COREWAL_TEST_DIRECT): <name> on sync and <name>_io_uring with the
+  # defaults (direct writes before syncs), <name>_buffered and
+  # <name>_io_uring_buffered through the page cache only (direct_sync 0),
+  # <name>_direct and <name>_io_uring_direct with every write direct
+  # (direct_io).
+  set(runs "${name}=sync=default")
   if(NOT ARG_ONE_BACKEND)
-    list(APPEND runs "${name}_io_uring=io_uring=0" "${name}_direct=sync=1"
-      "${name}_io_uring_direct=io_uring=1")
+    list(APPEND runs "${name}_io_uring=io_uring=default"
+      "${name}_buffered=sync=off" "${name}_io_uring_buffered=io_uring=off"
+      "${name}_direct=sync=every" "${name}_io_uring_direct=io_uring=every")
   endif()
   foreach(run IN LISTS runs)
     string(REPLACE "=" ";" run "${run}")
@@ -93,8 +97,10 @@ function(corewal_add_c_test name)
     list(GET run 1 backend)
     list(GET run 2 direct)
     set(run_labels "${labels};${backend}")
-    if(direct)
+    if(direct STREQUAL "every")
       list(APPEND run_labels direct)
+    elseif(direct STREQUAL "off")
+      list(APPEND run_labels buffered)
     endif()
     add_test(NAME ${test_name} COMMAND ${name})
     set_tests_properties(${test_name} PROPERTIES

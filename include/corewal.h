@@ -224,6 +224,18 @@ typedef struct cw_options {
    * `segment_bytes` to be a multiple of 4096. Default 0.
    */
   uint32_t direct_io;
+  /**
+   * 1 = while the application waits for its syncs (the last two
+   * finished before anything more was appended) and nothing of the
+   * segment went through the page cache since its last fdatasync, the
+   * write a sync follows goes `O_DIRECT | O_DSYNC` and that sync needs
+   * no fdatasync: small, waited-for syncs get faster; bulk appends and
+   * pipelined syncs stay buffered. Only where the file system supports
+   * direct I/O and `segment_bytes` is a multiple of 4096; elsewhere it
+   * is simply off (no error). 0 = every sync is an fdatasync. No effect
+   * with `direct_io`. Default 1.
+   */
+  uint32_t direct_sync;
 } cw_options;
 
 /**

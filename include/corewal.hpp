@@ -215,6 +215,7 @@ class Options {
   Options &sync_interval_us(uint64_t v) noexcept { raw_.sync_interval_us = v; return *this; }
   Options &flusher_interval_us(uint64_t v) noexcept { raw_.flusher_interval_us = v; return *this; }
   Options &direct_io(bool v) noexcept { raw_.direct_io = v ? 1u : 0u; return *this; }
+  Options &direct_sync(bool v) noexcept { raw_.direct_sync = v ? 1u : 0u; return *this; }
 
   // The C struct, for fields without a setter.
   [[nodiscard]] cw_options &raw() noexcept { return raw_; }

@@ -20,11 +20,54 @@
 //! earlier plain writes could still be lost. With every write durable on
 //! completion, "a sync covers every write queued before it" holds once
 //! those writes have completed, on any device.
+//!
+//! Two modes ([`DirectWrites`]):
+//!
+//! - **Every write** (the `direct_io` option): the whole segment bypasses
+//!   the page cache.
+//! - **Before syncs** (the `direct_sync` option, on by default): writes of
+//!   full buffers go through the page cache, and only the write a sync
+//!   follows goes direct, when nothing of the file was written through the
+//!   page cache since its last fdatasync was queued. Then that sync needs
+//!   no fdatasync; otherwise the write is buffered too and the sync is an
+//!   fdatasync, which covers both kinds. Small, frequent syncs (one
+//!   transaction, a batch of 64) so skip the fdatasync, and on io_uring its
+//!   io-wq worker, while bulk appends keep the page cache's speed.
+//!
+//!   A write a sync follows goes direct only when that sync is alone: the
+//!   writer saw its last two syncs finish before anything more was
+//!   appended ([`crate::io::SubmitQueue::write_alone`]), and nothing of the
+//!   queue is in flight. Pipelined syncs stay buffered writes and
+//!   fdatasyncs, which overlap; a direct write would hold back every write
+//!   queued after it to its file.
+//!
+//!   Mixing the two on one file needs these rules, all kept here and in
+//!   the queues:
+//!   - A buffered write never runs while a direct write queued before it
+//!     to the same file is in flight (the direct write's zero padding and
+//!     its invalidation of cached pages would race with the buffered bytes
+//!     in that block).
+//!   - Before a direct write goes to the ring, the clean cached pages
+//!     around it are dropped (the zero-fill and earlier buffered writes
+//!     left them there), or the kernel would hand it to a worker. The page
+//!     cache holds a file in folios aligned to their size, so whole aligned
+//!     windows of [`UNCACHE_WINDOW`] go.
+//!   - A buffered write that lands where pages were dropped is staged like
+//!     a direct one, into whole blocks, and written through the page
+//!     cache: a partial page that is not cached would be read from the
+//!     device first. Its zero padding is safe for the same reason as a
+//!     direct write's: past the lane's end a segment holds only zeros.
+//!   - Any other buffered write forgets the carried partial block (the next
+//!     direct write reads it back, through the page cache, where the
+//!     buffered bytes are).
+//!
+//!   Segments keep their cached pages otherwise, for bulk appends.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -98,7 +141,9 @@ impl Drop for AlignedBuf {
 }
 
 /// One write as it goes to the file: whole blocks from `offset`, the
-/// caller's bytes starting `head` bytes in.
+/// caller's bytes starting `head` bytes in. Written through the direct
+/// descriptor, or through the file's own for whole blocks that go through
+/// the page cache ([`Route::WholeBlocks`]).
 pub struct Staged {
     /// At least `len` bytes; a reused buffer may be longer.
     pub buf: AlignedBuf,
@@ -108,8 +153,9 @@ pub struct Staged {
     pub head: usize,
     /// How many of the caller's bytes it carries.
     pub data_len: usize,
-    /// The direct descriptor it is written through (its [`DirectFile`]
-    /// lives as long as the file's `Arc`).
+    /// The descriptor it is written through: the direct one (its
+    /// [`DirectFile`] lives as long as the file's `Arc`) or the file's own
+    /// (the caller holds the file until the write is done).
     pub fd: RawFd,
 }
 
@@ -165,6 +211,17 @@ struct Tail {
     bytes: Vec<u8>,
 }
 
+/// Which segment writes go direct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectWrites {
+    /// Every write (the `direct_io` option).
+    Every,
+    /// Only the write before a sync that is alone, while nothing of the
+    /// file waits for an fdatasync (the `direct_sync` option); see the
+    /// module docs.
+    BeforeSyncs,
+}
+
 /// A file opened for direct writes, and its staging state.
 pub struct DirectFile {
     fd: OwnedFd,
@@ -173,15 +230,43 @@ pub struct DirectFile {
     /// a file go one at a time, so one spare saves an aligned allocation
     /// and its zeroing per write.
     spare: Option<AlignedBuf>,
+    /// Bytes went through the page cache since the last fdatasync of the
+    /// file was queued: the next sync must be an fdatasync.
+    buffered: bool,
+    /// Where clean cached pages were last dropped
+    /// ([`DirectFile::uncache`]); buffered writes that land there are
+    /// staged into whole blocks.
+    dropped: Range<u64>,
+    /// A buffered write cached pages inside `dropped` again since.
+    recached: bool,
+}
+
+/// Cached pages are dropped around direct writes in windows of this size
+/// and alignment. The page cache holds a file in folios as large as the
+/// writes that filled them (here at most the writer's 256 KiB buffer; the
+/// zero-fill writes 64 KiB), aligned to their size; a folio reaching past
+/// the dropped range would stay and send the direct write to a worker.
+pub const UNCACHE_WINDOW: u64 = 256 << 10;
+
+/// How one write goes to its file ([`DirectFiles::route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Staged and written direct: durable when it completes.
+    Direct,
+    /// Through the page cache, staged into whole blocks: it lands where
+    /// cached pages were dropped.
+    WholeBlocks,
+    /// Through the page cache as it is.
+    Buffered,
 }
 
 impl DirectFile {
     /// Opens `file` a second time, `O_DIRECT | O_DSYNC`, through
-    /// `/proc/self/fd` (the same inode, whatever its path is now), and drops
-    /// its clean cached pages from `from` on: a direct write over cached
-    /// pages cannot be issued without blocking, so io_uring would hand it
-    /// to a worker thread.
-    pub fn open(file: &File, from: u64) -> io::Result<DirectFile> {
+    /// `/proc/self/fd` (the same inode, whatever its path is now), and,
+    /// with `drop_cache`, drops its clean cached pages from `from` on: a
+    /// direct write over cached pages cannot be issued without blocking, so
+    /// io_uring would hand it to a worker thread.
+    pub fn open(file: &File, from: u64, drop_cache: bool) -> io::Result<DirectFile> {
         let path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .expect("no NUL in a number");
         // SAFETY: `path` is a valid NUL-terminated string; open takes no
@@ -197,7 +282,9 @@ impl DirectFile {
         }
         // SAFETY: `fd` was just opened and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        drop_cached(file, from);
+        if drop_cache {
+            drop_cached(file, from, None);
+        }
         Ok(DirectFile::with_fd(fd))
     }
 
@@ -206,7 +293,50 @@ impl DirectFile {
             fd,
             tail: Tail::default(),
             spare: None,
+            buffered: false,
+            dropped: 0..0,
+            recached: false,
         }
+    }
+
+    /// Whether bytes went through the page cache since the last fdatasync
+    /// of the file was queued.
+    pub fn is_buffered(&self) -> bool {
+        self.buffered
+    }
+
+    /// How a buffered write of `len` bytes at `offset` goes, recorded: the
+    /// next sync needs an fdatasync. `behind_direct`: it waits in a queue
+    /// for a direct write before it, and goes as it is (staged, it would
+    /// also hold back every write after it).
+    fn route_buffered(&mut self, offset: u64, len: usize, behind_direct: bool) -> Route {
+        self.buffered = true;
+        if !behind_direct && offset < self.dropped.end && offset + len as u64 > self.dropped.start {
+            self.recached = true;
+            Route::WholeBlocks
+        } else {
+            // What the write leaves in the partial block is not carried.
+            self.tail.end = None;
+            Route::Buffered
+        }
+    }
+
+    /// Makes sure no clean cached page lies under `staged`, so io_uring can
+    /// issue it without a worker: drops the cached pages of the aligned
+    /// windows around it, unless that was done already and nothing was
+    /// cached there since. About one call per window of direct writes; the
+    /// pages it drops before the write belong to bytes already written, and
+    /// buffered writes into the rest are staged ([`Route::WholeBlocks`]).
+    pub fn uncache(&mut self, file: &File, staged: &Staged) {
+        let end = staged.offset + staged.len as u64;
+        if !self.recached && self.dropped.start <= staged.offset && end <= self.dropped.end {
+            return;
+        }
+        let from = staged.offset - staged.offset % UNCACHE_WINDOW;
+        let to = end.div_ceil(UNCACHE_WINDOW) * UNCACHE_WINDOW;
+        drop_cached(file, from, Some(to - from));
+        self.dropped = from..to;
+        self.recached = false;
     }
 
     /// Stages a write of `data` at `offset` of `file`: the aligned buffer
@@ -282,9 +412,34 @@ impl DirectFile {
         written
     }
 
-    /// Stages and writes `buf` at `offset` of `file` on this thread.
-    pub fn write_now(&mut self, file: &File, buf: Vec<u8>, offset: u64) -> Completion {
-        let (result, written) = match self.stage(file, &buf, offset) {
+    /// [`DirectFile::stage`] for a write routed `route` (not
+    /// [`Route::Buffered`]): whole blocks through the page cache go through
+    /// `file`'s own descriptor.
+    pub fn stage_as(
+        &mut self,
+        route: Route,
+        file: &File,
+        data: &[u8],
+        offset: u64,
+    ) -> io::Result<Staged> {
+        debug_assert_ne!(route, Route::Buffered);
+        let mut staged = self.stage(file, data, offset)?;
+        if route == Route::WholeBlocks {
+            staged.fd = file.as_raw_fd();
+        }
+        Ok(staged)
+    }
+
+    /// Stages and writes `buf` at `offset` of `file` on this thread, as
+    /// `route` says (not [`Route::Buffered`]).
+    pub fn write_now(
+        &mut self,
+        route: Route,
+        file: &File,
+        buf: Vec<u8>,
+        offset: u64,
+    ) -> Completion {
+        let (result, written) = match self.stage_as(route, file, &buf, offset) {
             Err(e) => (Err(e), 0),
             Ok(staged) => {
                 let (done, result) = staged.write();
@@ -316,16 +471,18 @@ fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 }
 
 /// Drops the clean cached pages of `file` from `from` (rounded down to a
-/// block) to its end. Dirty pages stay; a failure only costs speed.
-pub fn drop_cached(file: &File, from: u64) {
-    let from = from - from % BLOCK as u64;
+/// block), `len` bytes or (`None`) to its end. Dirty pages stay; a failure
+/// only costs speed.
+pub fn drop_cached(file: &File, from: u64, len: Option<u64>) {
+    let start = from - from % BLOCK as u64;
+    let len = len.map_or(0, |len| len + (from - start));
     // SAFETY: fadvise takes only integer arguments; the descriptor is owned
     // by `file`.
     unsafe {
         libc::posix_fadvise(
             file.as_raw_fd(),
-            from as libc::off_t,
-            0,
+            start as libc::off_t,
+            len as libc::off_t,
             libc::POSIX_FADV_DONTNEED,
         )
     };
@@ -334,12 +491,25 @@ pub fn drop_cached(file: &File, from: u64) {
 /// The files a queue writes directly, by the `Arc<File>` the writer hands
 /// it. A file that cannot be opened for direct I/O is written through the
 /// page cache and synced with fdatasync, as without the option.
-#[derive(Default)]
 pub struct DirectFiles {
     files: Vec<(Weak<File>, Option<DirectFile>)>,
+    writes: DirectWrites,
 }
 
 impl DirectFiles {
+    /// An empty table whose files are written as `writes` says.
+    pub fn new(writes: DirectWrites) -> DirectFiles {
+        DirectFiles {
+            files: Vec::new(),
+            writes,
+        }
+    }
+
+    /// Which writes go direct.
+    pub fn writes(&self) -> DirectWrites {
+        self.writes
+    }
+
     /// The direct side of `file`, opened on first use (when `offset` is
     /// where writing starts; files nobody holds any more are forgotten
     /// then); `None` if it could not be opened.
@@ -348,12 +518,57 @@ impl DirectFiles {
             Some(i) => i,
             None => {
                 self.files.retain(|(weak, _)| weak.strong_count() > 0);
-                let direct = DirectFile::open(file, offset).ok();
+                let drop_cache = self.writes == DirectWrites::Every;
+                let direct = DirectFile::open(file, offset, drop_cache).ok();
                 self.files.push((Arc::downgrade(file), direct));
                 self.files.len() - 1
             }
         };
         self.files[i].1.as_mut()
+    }
+
+    /// How a write of `len` bytes of `file` at `offset` goes; a write
+    /// through the page cache is recorded, so the next sync of the file is
+    /// an fdatasync. `sync_follows`: a sync is queued right after it;
+    /// `alone`: that sync is alone (see the module docs; nothing of the
+    /// queue is in flight then); `behind_direct`: a direct write queued
+    /// before it to the file is in flight. Before syncs, a write goes
+    /// direct only when its sync follows and is alone, and while nothing of
+    /// the file is buffered. The file is looked up with
+    /// [`DirectFiles::find`] after.
+    pub fn route(
+        &mut self,
+        file: &Arc<File>,
+        offset: u64,
+        len: usize,
+        sync_follows: bool,
+        alone: bool,
+        behind_direct: bool,
+    ) -> Route {
+        let writes = self.writes;
+        let Some(direct) = self.get(file, offset) else {
+            return Route::Buffered;
+        };
+        match writes {
+            DirectWrites::Every => Route::Direct,
+            DirectWrites::BeforeSyncs if sync_follows && alone && !direct.buffered => Route::Direct,
+            DirectWrites::BeforeSyncs => direct.route_buffered(offset, len, behind_direct),
+        }
+    }
+
+    /// Whether a sync of `file` queued now needs no fdatasync: the file is
+    /// written direct and nothing went through its page cache since its
+    /// last fdatasync. If it does need one, the file counts as clean from
+    /// here on: that fdatasync covers what was written before it.
+    pub fn folds_sync(&mut self, file: &Arc<File>) -> bool {
+        match self.find(file) {
+            Some(direct) if direct.buffered => {
+                direct.buffered = false;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 
     /// The direct side of `file` if it is written directly (opened, not
@@ -514,13 +729,13 @@ mod tests {
             return;
         }
         let file = file_in(&dir, 8 * BLOCK as u64);
-        let mut files = DirectFiles::default();
+        let mut files = DirectFiles::new(DirectWrites::Every);
         let mut model = vec![0u8; 8 * BLOCK];
         let mut offset = 0;
         for (i, len) in [13usize, 4083, 1, 9000, 4096, 77].into_iter().enumerate() {
             let data = vec![i as u8 + 1; len];
             let direct = files.get(&file, offset).expect("direct I/O works here");
-            let done = direct.write_now(&file, data.clone(), offset);
+            let done = direct.write_now(Route::Direct, &file, data.clone(), offset);
             assert!(
                 matches!(done, Completion::Write { result: Ok(()), written, .. } if written == len),
                 "{done:?}"
@@ -530,6 +745,143 @@ mod tests {
         }
         assert!(files.find(&file).is_some());
         assert_eq!(contents(&file, model.len()), model);
+    }
+
+    /// A file of `len` zero bytes written through the page cache (as the
+    /// zero-fill leaves a segment), in a directory where direct I/O works;
+    /// `None`, with a line saying why, where it does not.
+    fn cached_zeros(dir: &tempfile::TempDir, len: usize) -> Option<Arc<File>> {
+        if let Err(why) = probe(dir.path()) {
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        let file = file_in(dir, 0);
+        for off in (0..len).step_by(64 << 10) {
+            file.write_all_at(&vec![0; (len - off).min(64 << 10)], off as u64)
+                .unwrap();
+        }
+        file.sync_data().unwrap();
+        Some(file)
+    }
+
+    /// Which pages of the first `len` bytes of `file` are in the page
+    /// cache.
+    fn resident(file: &File, len: usize) -> Vec<bool> {
+        // SAFETY: a read-only shared mapping of a file nobody truncates
+        // during the test; its bytes are never read, only their residency.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(file).unwrap() };
+        let mut pages = vec![0u8; len.div_ceil(BLOCK)];
+        // SAFETY: the range is the live mapping; `pages` has one byte per
+        // page of it.
+        let rc = unsafe { libc::mincore(map.as_ptr() as *mut _, len, pages.as_mut_ptr()) };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        pages.iter().map(|p| p & 1 == 1).collect()
+    }
+
+    #[test]
+    fn before_syncs_only_an_alone_sync_of_a_clean_file_goes_direct() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(file) = cached_zeros(&dir, 1 << 20) else {
+            return;
+        };
+        let mut files = DirectFiles::new(DirectWrites::BeforeSyncs);
+        let route = |files: &mut DirectFiles, follows, alone| {
+            files.route(&file, 0, 100, follows, alone, false)
+        };
+        assert_eq!(route(&mut files, true, true), Route::Direct);
+        assert!(files.folds_sync(&file), "nothing buffered: no fdatasync");
+        assert_eq!(route(&mut files, true, false), Route::Buffered, "pipelined");
+        assert!(!files.folds_sync(&file), "a buffered write needs one");
+        assert!(files.folds_sync(&file), "that fdatasync covered it");
+        assert_eq!(
+            route(&mut files, false, true),
+            Route::Buffered,
+            "no sync follows"
+        );
+        assert_eq!(
+            route(&mut files, true, true),
+            Route::Buffered,
+            "the file waits for an fdatasync: the write goes with it"
+        );
+        assert!(!files.folds_sync(&file));
+        assert_eq!(route(&mut files, true, true), Route::Direct);
+        assert!(files.folds_sync(&file));
+
+        let mut every = DirectFiles::new(DirectWrites::Every);
+        for (follows, alone) in [(false, false), (true, false), (true, true)] {
+            assert_eq!(
+                every.route(&file, 0, 100, follows, alone, false),
+                Route::Direct
+            );
+        }
+        assert!(every.folds_sync(&file));
+    }
+
+    #[test]
+    fn a_direct_write_drops_the_cached_pages_of_its_windows_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 4 * UNCACHE_WINDOW as usize;
+        let Some(file) = cached_zeros(&dir, len) else {
+            return;
+        };
+        let window = (UNCACHE_WINDOW / BLOCK as u64) as usize;
+        let mut files = DirectFiles::new(DirectWrites::BeforeSyncs);
+        assert_eq!(files.route(&file, 0, 10, true, true, false), Route::Direct);
+        assert!(resident(&file, len).iter().all(|&r| r), "opening kept them");
+        // A write across the first window's end: both windows go, whole.
+        let at = UNCACHE_WINDOW - 100;
+        let direct = files.find(&file).unwrap();
+        let staged = direct.stage(&file, &[1; 300], at).unwrap();
+        direct.uncache(&file, &staged);
+        let pages = resident(&file, len);
+        assert!(pages[..2 * window].iter().all(|&r| !r), "{pages:?}");
+        assert!(pages[2 * window..].iter().all(|&r| r), "the rest stays");
+
+        // Inside those windows, with nothing cached since: no drop again.
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, 0).unwrap();
+        let next = direct.stage(&file, &[1; 10], at + 300).unwrap();
+        direct.uncache(&file, &next);
+        assert!(resident(&file, BLOCK)[0], "the page read back stays");
+
+        // A buffered write there is staged into whole blocks through the
+        // file's own descriptor, and the carried block stays.
+        let end = at + 310;
+        assert_eq!(
+            files.route(&file, end, 50, false, false, false),
+            Route::WholeBlocks
+        );
+        let direct = files.find(&file).unwrap();
+        assert!(!direct.reads_back(end), "follows the carried block");
+        let whole = direct
+            .stage_as(Route::WholeBlocks, &file, &[2; 50], end)
+            .unwrap();
+        assert_eq!(whole.fd, file.as_raw_fd());
+        assert_eq!(whole.offset % BLOCK as u64, 0);
+        assert!(!direct.reads_back(end + 50), "whole blocks keep it");
+        assert!(whole.write().1.is_ok());
+        let page = (whole.offset / BLOCK as u64) as usize;
+        assert!(resident(&file, len)[page], "written through the page cache");
+        // It cached pages again: the next direct write, which comes only
+        // once an fdatasync made them clean, drops them.
+        file.sync_data().unwrap();
+        let again = direct.stage(&file, &[3; 10], end + 50).unwrap();
+        direct.uncache(&file, &again);
+        assert!(!resident(&file, len)[page]);
+
+        // Waiting behind a direct write, a buffered write goes as it is and
+        // the carried block is forgotten; outside the dropped range too.
+        let later = end + 60;
+        assert_eq!(
+            files.route(&file, later, 10, false, false, true),
+            Route::Buffered
+        );
+        assert!(files.find(&file).unwrap().reads_back(later + 10));
+        let far = 3 * UNCACHE_WINDOW + 5;
+        assert_eq!(
+            files.route(&file, far, 10, false, false, false),
+            Route::Buffered
+        );
     }
 
     #[test]

@@ -158,6 +158,16 @@ pub struct cw_options {
     /// CW_ERR_UNSUPPORTED where the file system refuses it; needs
     /// `segment_bytes` to be a multiple of 4096. Default 0.
     pub direct_io: u32,
+    /// 1 = while the application waits for its syncs (the last two
+    /// finished before anything more was appended) and nothing of the
+    /// segment went through the page cache since its last fdatasync, the
+    /// write a sync follows goes `O_DIRECT | O_DSYNC` and that sync needs
+    /// no fdatasync: small, waited-for syncs get faster; bulk appends and
+    /// pipelined syncs stay buffered. Only where the file system supports
+    /// direct I/O and `segment_bytes` is a multiple of 4096; elsewhere it
+    /// is simply off (no error). 0 = every sync is an fdatasync. No effect
+    /// with `direct_io`. Default 1.
+    pub direct_sync: u32,
 }
 
 /// One `(source name, offset)` pair of a COMMIT record. `name` need not be
@@ -456,6 +466,7 @@ fn default_options() -> cw_options {
         io_uring_sqpoll: d.uring_sqpoll as u32,
         io_uring_entries: d.uring_entries,
         direct_io: d.direct_io as u32,
+        direct_sync: d.direct_sync as u32,
     }
 }
 
@@ -527,6 +538,7 @@ fn convert_options(ptr: *const cw_options) -> Result<Options, Error> {
         uring_sqpoll: raw.io_uring_sqpoll != 0,
         uring_entries: raw.io_uring_entries,
         direct_io: raw.direct_io != 0,
+        direct_sync: raw.direct_sync != 0,
     })
 }
 

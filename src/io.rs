@@ -17,7 +17,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::direct::DirectFiles;
+use crate::direct::{DirectFiles, DirectWrites, Route};
 use crate::options::Backend;
 use crate::uring::{InjectOp, UringOptions, UringQueue};
 
@@ -85,6 +85,14 @@ pub trait SubmitQueue: Send + 'static {
     /// queue may then do it on the calling thread.
     fn write_now(&mut self, file: &Arc<Self::File>, buf: Vec<u8>, offset: u64) {
         self.write(file, buf, offset);
+    }
+    /// Like [`write_now`](Self::write_now), where that sync is *alone*:
+    /// the application waited for the previous sync before it appended
+    /// anything after it, so syncs are not being pipelined. A queue may
+    /// then write it direct, which holds back writes queued after it (see
+    /// [`crate::direct`]).
+    fn write_alone(&mut self, file: &Arc<Self::File>, buf: Vec<u8>, offset: u64) {
+        self.write_now(file, buf, offset);
     }
     /// Like [`write_now`](Self::write_now), for a caller that waits for
     /// the write and the sync after it right away: a queue may do it on the
@@ -179,6 +187,11 @@ pub trait Io: Clone + Send + Sync + 'static {
     /// Called once a prepared segment is zero-filled and synced, before the
     /// writer uses it.
     fn settle(&self, _file: &Self::File) {}
+    /// The backend for a WAL whose segments are `segment_bytes` long (known
+    /// once the directory's metadata is read).
+    fn for_segments(self, _segment_bytes: u64) -> Self {
+        self
+    }
 
     /// The queue kind [`Io::queue`] makes.
     fn backend_in_use(&self) -> BackendInUse {
@@ -186,6 +199,7 @@ pub trait Io: Clone + Send + Sync + 'static {
             backend: Backend::Sync,
             fallback_reason: None,
             direct_io: false,
+            direct_sync: false,
         }
     }
 
@@ -313,23 +327,53 @@ impl<F: IoFile> SubmitQueue for BlockingQueue<F> {
     }
 }
 
-/// The sync backend with direct I/O (see [`crate::direct`]): each write is
-/// staged and written `O_DIRECT | O_DSYNC` on the calling thread, so a sync
-/// of a file written that way is done with no fdatasync. Files that refuse
-/// direct I/O are written and synced as by [`BlockingQueue`].
-#[derive(Default)]
+/// The sync backend with direct I/O (see [`crate::direct`]): each write
+/// [`DirectFiles::route`] sends direct is staged and written
+/// `O_DIRECT | O_DSYNC` on the calling thread, so a sync of a file with
+/// nothing buffered since its last fdatasync needs none. Other writes, and
+/// files that refuse direct I/O, are written and synced as by
+/// [`BlockingQueue`].
 pub struct DirectQueue {
     done: BlockingQueue<File>,
     files: DirectFiles,
+    /// fdatasyncs done (syncs that could not be folded).
+    fdatasyncs: u64,
 }
 
 impl DirectQueue {
+    /// A queue writing direct what `writes` says.
+    pub fn new(writes: DirectWrites) -> DirectQueue {
+        DirectQueue {
+            done: BlockingQueue::default(),
+            files: DirectFiles::new(writes),
+            fdatasyncs: 0,
+        }
+    }
+
+    /// A write, direct or buffered as [`DirectFiles::route`] decides (on
+    /// this queue nothing is ever in flight, so a sync is always alone).
+    fn write_routed(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64, sync_follows: bool) {
+        let route = self
+            .files
+            .route(file, offset, buf.len(), sync_follows, true, false);
+        match self.files.find(file) {
+            Some(direct) if route != Route::Buffered && !buf.is_empty() => {
+                let done = direct.write_now(route, file, buf, offset);
+                self.done.finish(done, false);
+            }
+            _ => self.done.write(file, buf, offset),
+        }
+    }
+
     /// A sync of `file`; `signal`: make the event fd readable too.
     fn sync_with(&mut self, file: &Arc<File>, token: u64, signal: bool) {
-        let result = match self.files.find(file) {
-            // Its writes were durable when they returned.
-            Some(_) => Ok(()),
-            None => file.sync_data(),
+        let result = if self.files.folds_sync(file) {
+            // Its writes since the last fdatasync were durable when they
+            // returned.
+            Ok(())
+        } else {
+            self.fdatasyncs += 1;
+            file.sync_data()
         };
         self.done.finish(Completion::Sync { token, result }, signal);
     }
@@ -339,13 +383,11 @@ impl SubmitQueue for DirectQueue {
     type File = File;
 
     fn write(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
-        match self.files.get(file, offset) {
-            Some(direct) if !buf.is_empty() => {
-                let done = direct.write_now(file, buf, offset);
-                self.done.finish(done, false);
-            }
-            _ => self.done.write(file, buf, offset),
-        }
+        self.write_routed(file, buf, offset, false);
+    }
+
+    fn write_now(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        self.write_routed(file, buf, offset, true);
     }
 
     fn sync(&mut self, file: &Arc<File>, token: u64) {
@@ -377,8 +419,12 @@ pub struct BackendInUse {
     pub backend: Backend,
     /// Why `Auto` did not pick io_uring; `None` when nothing fell back.
     pub fallback_reason: Option<String>,
-    /// Segments are written with direct I/O.
+    /// Every segment write is direct (the `direct_io` option).
     pub direct_io: bool,
+    /// The write before a sync that is alone goes direct while nothing is
+    /// buffered (the `direct_sync` option, where the file system allows
+    /// it).
+    pub direct_sync: bool,
 }
 
 /// Real files: pwrite, fdatasync, flock, mmap; writes and syncs through
@@ -389,8 +435,8 @@ pub struct FileIo {
     dir_mode: u32,
     uring: Option<UringOptions>,
     fallback_reason: Option<String>,
-    /// Segment writes with direct I/O (see [`crate::direct`]).
-    direct: bool,
+    /// Which segment writes go direct (see [`crate::direct`]).
+    direct: Option<DirectWrites>,
     /// Failures to inject into the io_uring queues made from this value
     /// (tests of the failure paths).
     injected: Arc<Mutex<VecDeque<(InjectOp, i32)>>>,
@@ -403,7 +449,7 @@ impl Default for FileIo {
             dir_mode: 0o700,
             uring: None,
             fallback_reason: None,
-            direct: false,
+            direct: None,
             injected: Arc::default(),
         }
     }
@@ -441,9 +487,20 @@ impl FileIo {
     /// Writes segments with direct I/O (see [`crate::direct`]), on either
     /// queue, if it works where `dir` is; the error says why not.
     pub fn with_direct_io(self, dir: &Path) -> Result<FileIo, String> {
+        self.with_direct(DirectWrites::Every, dir)
+    }
+
+    /// Writes the write before a sync that is alone direct while nothing
+    /// is buffered ([`DirectWrites::BeforeSyncs`]), if direct I/O works
+    /// where `dir` is; the error says why not.
+    pub fn with_direct_sync(self, dir: &Path) -> Result<FileIo, String> {
+        self.with_direct(DirectWrites::BeforeSyncs, dir)
+    }
+
+    fn with_direct(self, writes: DirectWrites, dir: &Path) -> Result<FileIo, String> {
         crate::direct::probe(dir)?;
         Ok(FileIo {
-            direct: true,
+            direct: Some(writes),
             ..self
         })
     }
@@ -500,6 +557,10 @@ impl SubmitQueue for FileQueue {
 
     fn write_now(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
         self.active().write_now(file, buf, offset)
+    }
+
+    fn write_alone(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        self.active().write_alone(file, buf, offset)
     }
 
     fn write_waited(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
@@ -705,17 +766,35 @@ impl Io for FileIo {
                 };
                 FileQueue::Uring(Box::new(UringQueue::new(options)?), self.injected.clone())
             }
-            None if self.direct => FileQueue::Direct(DirectQueue::default()),
-            None => FileQueue::Blocking(BlockingQueue::default()),
+            None => match self.direct {
+                Some(writes) => FileQueue::Direct(DirectQueue::new(writes)),
+                None => FileQueue::Blocking(BlockingQueue::default()),
+            },
         })
     }
 
-    /// With direct I/O, drops the zero-filled segment's clean cached pages:
-    /// a direct write over cached pages cannot be issued without blocking
-    /// (io_uring hands it to a worker), and the writer never reads them.
+    /// With every write direct, drops the zero-filled segment's clean
+    /// cached pages: a direct write over cached pages cannot be issued
+    /// without blocking (io_uring hands it to a worker), and the writer
+    /// never reads them. With buffered writes beside direct ones they stay
+    /// (see [`crate::direct`]).
     fn settle(&self, file: &File) {
-        if self.direct {
-            crate::direct::drop_cached(file, 0);
+        if self.direct == Some(DirectWrites::Every) {
+            crate::direct::drop_cached(file, 0, None);
+        }
+    }
+
+    /// Direct writes before syncs only where segments end on a block: the
+    /// last write of a segment is padded to a whole block and must not
+    /// reach past it. (Every write direct is refused at open instead.)
+    fn for_segments(self, segment_bytes: u64) -> FileIo {
+        let fits = segment_bytes.is_multiple_of(crate::direct::BLOCK as u64);
+        match self.direct {
+            Some(DirectWrites::BeforeSyncs) if !fits => FileIo {
+                direct: None,
+                ..self
+            },
+            _ => self,
         }
     }
 
@@ -727,7 +806,8 @@ impl Io for FileIo {
                 Backend::Sync
             },
             fallback_reason: self.fallback_reason.clone(),
-            direct_io: self.direct,
+            direct_io: self.direct == Some(DirectWrites::Every),
+            direct_sync: self.direct == Some(DirectWrites::BeforeSyncs),
         }
     }
 }
@@ -1152,8 +1232,21 @@ impl Io for MemIo {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A small deterministic generator for the mixed-operation tests.
+    pub(crate) struct XorShift(pub u64);
+
+    impl XorShift {
+        /// The next number below `n`.
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
 
     #[test]
     fn mem_crash_keeps_only_synced_bytes_and_entries() {
@@ -1216,6 +1309,73 @@ mod tests {
         );
         drop(held);
         assert!(io.lock(&path).is_ok());
+    }
+
+    #[test]
+    fn the_direct_queue_before_syncs_folds_only_syncs_of_clean_files_and_keeps_the_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        if let Err(why) = crate::direct::probe(tmp.path()) {
+            eprintln!("skipping: {why}");
+            return;
+        }
+        let io = FileIo::default().with_direct_sync(tmp.path()).unwrap();
+        assert!(io.backend_in_use().direct_sync);
+        let len = 4usize << 20;
+        for seed in 1..=4u64 {
+            let FileQueue::Direct(mut q) = io.queue().unwrap() else {
+                panic!("direct writes on the sync backend are the direct queue");
+            };
+            let path = tmp.path().join(format!("seg{seed}"));
+            let file = Arc::new(io.open(&path, OpenMode::CreateNew).unwrap());
+            crate::segment::write_zeros(&*file, 0, len as u64).unwrap();
+            file.sync_data().unwrap();
+            let mut rng = XorShift(seed * 0x2545_F491_4F6C_DD1D);
+            let (mut model, mut offset, mut token) = (vec![0u8; len], 0usize, 0u64);
+            let (mut folded, mut out) = (0, Vec::new());
+            while offset < len - (80 << 10) {
+                let most = if rng.below(2) == 0 { 300 } else { 70_000 };
+                let n = 1 + rng.below(most) as usize;
+                let data: Vec<u8> = (0..n).map(|i| (offset + i * 7) as u8 | 1).collect();
+                model[offset..offset + n].copy_from_slice(&data);
+                let before = q.fdatasyncs;
+                match rng.below(3) {
+                    0 => q.write(&file, data, offset as u64),
+                    1 => {
+                        // Clean: the write goes direct, its sync is folded.
+                        let clean = !q.files.find(&file).is_some_and(|d| d.is_buffered());
+                        q.write_now(&file, data, offset as u64);
+                        token += 1;
+                        q.sync(&file, token);
+                        assert_eq!(q.fdatasyncs == before, clean, "seed {seed}");
+                        folded += u64::from(clean);
+                    }
+                    _ => {
+                        q.write_waited(&file, data, offset as u64);
+                        token += 1;
+                        q.sync_now(&file, token);
+                        folded += u64::from(q.fdatasyncs == before);
+                    }
+                }
+                offset += n;
+                q.reap(false, &mut out);
+            }
+            assert!(
+                folded > 0 && folded < token,
+                "seed {seed}: {folded} of {token} folded"
+            );
+            assert!(out.iter().all(|c| match c {
+                Completion::Write {
+                    result,
+                    buf,
+                    written,
+                } => result.is_ok() && *written == buf.len(),
+                Completion::Sync { result, .. } => result.is_ok(),
+            }));
+            assert!(
+                std::fs::read(&path).unwrap() == model,
+                "seed {seed}: the file differs from the model"
+            );
+        }
     }
 
     #[test]

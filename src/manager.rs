@@ -68,6 +68,10 @@ impl Manager<FileIo> {
             .map_err(|why| Error::Unsupported(format!("io_uring backend: {why}")))?;
         if options.direct_io {
             io = io.with_direct_io(dir).map_err(Error::Unsupported)?;
+        } else if options.direct_sync {
+            // An optimisation, not a promise: where direct I/O is refused,
+            // every sync is an fdatasync.
+            io = io.clone().with_direct_sync(dir).unwrap_or(io);
         }
         Manager::open_with(io, dir, options)
     }
@@ -152,6 +156,7 @@ impl<I: Io> Manager<I> {
             ..options.clone()
         };
         options.validate()?;
+        let io = io.for_segments(options.segment_bytes);
         let num_cores = meta.num_cores;
 
         // Preparations cut short by a crash leave temporary files behind.

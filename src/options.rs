@@ -60,6 +60,15 @@ pub struct Options {
     /// ([`crate::Error::Unsupported`]) where the file system does not
     /// support it. Needs `segment_bytes` to be a multiple of 4096.
     pub direct_io: bool,
+    /// While the application waits for its syncs and nothing of the
+    /// segment went through the page cache since its last fdatasync, the
+    /// write a sync follows goes `O_DIRECT | O_DSYNC` and that sync needs
+    /// no fdatasync (see [`crate::direct`]). Makes small, waited-for syncs
+    /// faster; bulk appends and pipelined syncs stay buffered. Only where
+    /// the file system supports direct I/O and `segment_bytes` is a
+    /// multiple of 4096; elsewhere it is simply off. Default on; no effect
+    /// with `direct_io`.
+    pub direct_sync: bool,
 }
 
 impl Default for Options {
@@ -79,6 +88,7 @@ impl Default for Options {
             uring_sqpoll: false,
             uring_entries: 256,
             direct_io: false,
+            direct_sync: true,
         }
     }
 }

@@ -31,12 +31,20 @@
 //!   a `pwrite(2)`. Writes of full buffers stay on the ring, where they
 //!   overlap with the appends that follow.
 //! - **Direct I/O** ([`UringOptions::direct`], see [`crate::direct`]).
-//!   Writes are staged into aligned blocks and go to the ring through an
-//!   `O_DIRECT | O_DSYNC` descriptor, one at a time per file (each rewrites
-//!   the previous one's partial block), the write before a sync too: the
-//!   kernel issues them from the submitting thread, without a worker. A sync
-//!   of such a file is *folded*: no request, done once the writes queued
-//!   before it have completed, as each was durable on completion.
+//!   Direct writes are staged into aligned blocks and go to the ring
+//!   through an `O_DIRECT | O_DSYNC` descriptor, one at a time per file
+//!   (each rewrites the previous one's partial block), the write before a
+//!   sync too: the kernel issues them from the submitting thread, without a
+//!   worker. A sync of a file with nothing buffered since its last fsync is
+//!   *folded*: no request, done once the writes queued before it have
+//!   completed, as each was durable on completion. With
+//!   [`DirectWrites::BeforeSyncs`] only the write before a sync that is
+//!   alone ([`SubmitQueue::write_alone`]) goes direct, when nothing else is
+//!   in flight (pipelined syncs stay buffered writes and fsyncs, which
+//!   overlap); a buffered write waits for the direct writes queued before
+//!   it to the same file, and one into the windows whose cached pages a
+//!   direct write dropped is staged into whole blocks and done on the
+//!   calling thread.
 //! - **No lost completions.** At most as many requests as the completion
 //!   queue has entries are in the kernel at once (more are held in a
 //!   user-space backlog), so the CQ cannot overflow even on kernels without
@@ -58,7 +66,7 @@ use std::sync::{Arc, Weak};
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
-use crate::direct::{DirectFile, DirectFiles, Staged};
+use crate::direct::{DirectFile, DirectFiles, DirectWrites, Route, Staged};
 use crate::io::{Completion, EventFd, SubmitQueue, write_whole};
 
 /// The environment variable that, set to anything but `""` or `"0"`, makes
@@ -88,9 +96,9 @@ pub struct UringOptions {
     pub sqpoll: bool,
     /// How long the SQPOLL thread spins without work before it sleeps.
     pub sqpoll_idle_ms: u32,
-    /// Write segments with direct I/O (see [`crate::direct`]): syncs of
-    /// directly written files need no fsync request.
-    pub direct: bool,
+    /// Which segment writes go direct (see [`crate::direct`]); syncs of
+    /// directly written files need no fsync request. `None`: none.
+    pub direct: Option<DirectWrites>,
 }
 
 impl Default for UringOptions {
@@ -99,7 +107,7 @@ impl Default for UringOptions {
             entries: 256,
             sqpoll: false,
             sqpoll_idle_ms: 1000,
-            direct: false,
+            direct: None,
         }
     }
 }
@@ -233,6 +241,9 @@ pub struct UringQueue {
     free: Vec<usize>,
     /// Requests in `ops`.
     live: usize,
+    /// Direct writes in `ops`: buffered writes look for one before them
+    /// only when there is one.
+    live_direct: usize,
     /// Requests (new, or resubmissions) waiting to be pushed to the SQ, in
     /// order.
     backlog: VecDeque<usize>,
@@ -260,7 +271,8 @@ pub struct UringQueue {
     resubmitted_writes: u64,
     /// With direct I/O: the files written directly.
     direct: Option<DirectFiles>,
-    /// fsync requests handed to the kernel.
+    /// fsync requests handed to the kernel, and fdatasyncs done on the
+    /// calling thread.
     fsyncs_issued: u64,
 }
 
@@ -313,6 +325,7 @@ impl UringQueue {
             ops: Vec::new(),
             free: Vec::new(),
             live: 0,
+            live_direct: 0,
             backlog: VecDeque::new(),
             ready: VecDeque::new(),
             in_ring: 0,
@@ -327,7 +340,7 @@ impl UringQueue {
             cqes: Vec::new(),
             max_chunk: MAX_CHUNK,
             resubmitted_writes: 0,
-            direct: options.direct.then(DirectFiles::default),
+            direct: options.direct.map(DirectFiles::new),
             fsyncs_issued: 0,
         })
     }
@@ -350,6 +363,15 @@ impl UringQueue {
 
     fn queue(&mut self, file: &Arc<File>, kind: OpKind) {
         let target = self.target_for(file);
+        if matches!(
+            kind,
+            OpKind::Write {
+                staged: Some(_),
+                ..
+            }
+        ) {
+            self.live_direct += 1;
+        }
         let op = Op {
             file: Arc::clone(file),
             target,
@@ -493,10 +515,28 @@ impl UringQueue {
         })
     }
 
+    /// Whether a direct write queued before `seq` to `file` has not
+    /// completed yet.
+    fn direct_pending_before(&self, file: *const File, seq: u64) -> bool {
+        self.live_direct > 0
+            && self.ops.iter().flatten().any(|op| {
+                op.seq < seq
+                    && matches!(
+                        op.kind,
+                        OpKind::Write {
+                            staged: Some(_),
+                            ..
+                        }
+                    )
+                    && Arc::as_ptr(&op.file) == file
+            })
+    }
+
     /// Whether request `id` may go to the kernel now: a sync only once the
-    /// writes before it are done (see the module docs), and a direct write
-    /// only once the one before it to the same file is (it rewrites that
-    /// write's last, partial block).
+    /// writes before it are done (see the module docs), a direct write only
+    /// once the one before it to the same file is (it rewrites that write's
+    /// last, partial block), and a buffered write only once the direct
+    /// writes before it to the same file are (see [`crate::direct`]).
     fn may_start(&self, id: usize) -> bool {
         match self.ops[id].as_ref() {
             Some(
@@ -509,7 +549,8 @@ impl UringQueue {
                     ..
                 },
             ) => !self.write_pending_before(Arc::as_ptr(&op.file), op.seq),
-            _ => true,
+            Some(op) => !self.direct_pending_before(Arc::as_ptr(&op.file), op.seq),
+            None => true,
         }
     }
 
@@ -723,6 +764,15 @@ impl UringQueue {
         };
         self.free.push(id);
         self.live -= 1;
+        if matches!(
+            op.kind,
+            OpKind::Write {
+                staged: Some(_),
+                ..
+            }
+        ) {
+            self.live_direct -= 1;
+        }
         if let Target::Fixed(i) = op.target {
             self.files[i as usize].ops -= 1;
         }
@@ -806,6 +856,7 @@ impl UringQueue {
         self.free.clear();
         self.backlog.clear();
         self.live = 0;
+        self.live_direct = 0;
         self.in_ring = 0;
         for slot in &mut self.files {
             slot.ops = 0;
@@ -826,27 +877,60 @@ impl UringQueue {
         }
     }
 
-    /// With direct I/O, the staged form of a write of `buf` at `offset`
-    /// (`None`: written through the page cache). A partial first block read
-    /// back from the file is read once no earlier write to it is in
-    /// flight.
-    fn stage_direct(
+    /// How a write of `len` bytes at `offset` of `file` goes (see
+    /// [`DirectFiles::route`]), and whether a direct write queued before it
+    /// to the file is still pending; [`Route::Buffered`] without direct
+    /// I/O.
+    fn route(
         &mut self,
+        file: &Arc<File>,
+        offset: u64,
+        len: usize,
+        sync_follows: bool,
+        alone: bool,
+    ) -> (Route, bool) {
+        let behind = self.direct_pending_before(Arc::as_ptr(file), self.next_seq);
+        let alone = alone && self.live == 0;
+        let route = self.direct.as_mut().map_or(Route::Buffered, |d| {
+            d.route(file, offset, len, sync_follows, alone, behind)
+        });
+        (route, behind)
+    }
+
+    /// The staged form of a write of `buf` at `offset` routed `route`
+    /// (`None`: written through the page cache as it is). A partial first
+    /// block read back from the file is read once no earlier write to it
+    /// is in flight.
+    fn stage_routed(
+        &mut self,
+        route: Route,
         file: &Arc<File>,
         buf: &[u8],
         offset: u64,
     ) -> io::Result<Option<Staged>> {
-        let Some(direct) = self.direct.as_mut().and_then(|d| d.get(file, offset)) else {
+        if route == Route::Buffered {
+            return Ok(None);
+        }
+        if self.direct_file(file).is_some_and(|d| d.reads_back(offset)) {
+            self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
+        }
+        let before_syncs =
+            self.direct.as_ref().map(DirectFiles::writes) == Some(DirectWrites::BeforeSyncs);
+        let Some(direct) = self.direct_file(file) else {
             return Ok(None);
         };
-        if !direct.reads_back(offset) {
-            return direct.stage(file, buf, offset).map(Some);
+        let staged = direct.stage_as(route, file, buf, offset)?;
+        if route == Route::Direct && before_syncs {
+            // The segment keeps its cached pages for buffered writes; a
+            // direct write over cached pages would go to an io-wq worker.
+            direct.uncache(file, &staged);
         }
-        self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
-        match self.direct_file(file) {
-            Some(direct) => direct.stage(file, buf, offset).map(Some),
-            None => Ok(None),
-        }
+        Ok(Some(staged))
+    }
+
+    /// Whether a sync of `file` queued now needs no fsync request.
+    fn folds_sync(&mut self, file: &Arc<File>) -> bool {
+        self.direct.as_mut().is_some_and(|d| d.folds_sync(file))
     }
 
     /// The direct side of `file`, if it is written directly.
@@ -892,6 +976,81 @@ impl UringQueue {
             }
         }
     }
+
+    /// A write a sync follows; `alone`: that sync is alone (see
+    /// [`SubmitQueue::write_alone`]). A direct write goes to the ring: the
+    /// kernel issues it from this thread without a worker, and a
+    /// synchronous one would block a sync_submit for the whole device round
+    /// trip. A buffered one behind a direct write in flight waits there;
+    /// any other is a `pwrite` on this thread.
+    fn write_before_sync(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64, alone: bool) {
+        if self.broken.is_some() || buf.is_empty() {
+            return self.write(file, buf, offset);
+        }
+        if self.direct.is_some() {
+            let (route, behind_direct) = self.route(file, offset, buf.len(), true, alone);
+            let staged = match self.stage_routed(route, file, &buf, offset) {
+                Ok(staged) => staged,
+                Err(e) => {
+                    return self.finish_now(Completion::Write {
+                        buf,
+                        result: Err(e),
+                        written: 0,
+                    });
+                }
+            };
+            match staged {
+                // Whole blocks through the page cache: as quick on this
+                // thread as a plain pwrite.
+                Some(staged) if route == Route::WholeBlocks && !behind_direct => {
+                    return self.write_staged_now(file, buf, staged);
+                }
+                None if !behind_direct => {}
+                staged => {
+                    return self.queue(
+                        file,
+                        OpKind::Write {
+                            buf,
+                            offset,
+                            done: 0,
+                            staged,
+                        },
+                    );
+                }
+            }
+        }
+        self.write_buffered_now(file, buf, offset);
+    }
+
+    /// A staged write of `buf` done with `pwrite` on this thread. Nothing
+    /// queued before it touches its blocks any more: its first block came
+    /// from a staged write that has completed (no direct write is pending)
+    /// or was read back once every write before it had.
+    fn write_staged_now(&mut self, file: &Arc<File>, buf: Vec<u8>, staged: Staged) {
+        let (done, result) = match (staged.write(), self.take_injection(InjectOp::Write)) {
+            (_, Some(errno)) => (0, Err(io::Error::from_raw_os_error(errno))),
+            (outcome, None) => outcome,
+        };
+        let written = self.end_staged(file, staged, result.is_ok(), done);
+        // Reaped by the caller at once: no need to signal the event fd.
+        self.ready.push_back(Completion::Write {
+            buf,
+            result,
+            written,
+        });
+    }
+
+    /// A buffered write done with `pwrite` on this thread.
+    fn write_buffered_now(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        let mut done = write_whole(&**file, buf, offset);
+        if let Completion::Write { result, .. } = &mut done
+            && let Some(errno) = self.take_injection(InjectOp::Write)
+        {
+            *result = Err(io::Error::from_raw_os_error(errno));
+        }
+        // Reaped by the caller at once: no need to signal the event fd.
+        self.ready.push_back(done);
+    }
 }
 
 impl SubmitQueue for UringQueue {
@@ -913,7 +1072,8 @@ impl SubmitQueue for UringQueue {
                 written: 0,
             });
         }
-        let staged = match self.stage_direct(file, &buf, offset) {
+        let (route, behind_direct) = self.route(file, offset, buf.len(), false, false);
+        let staged = match self.stage_routed(route, file, &buf, offset) {
             Ok(staged) => staged,
             Err(e) => {
                 return self.finish_now(Completion::Write {
@@ -922,6 +1082,14 @@ impl SubmitQueue for UringQueue {
                     written: 0,
                 });
             }
+        };
+        let staged = match staged {
+            // Whole blocks through the page cache (a few writes after a
+            // direct one): on this thread, so they hold nothing back.
+            Some(staged) if route == Route::WholeBlocks && !behind_direct => {
+                return self.write_staged_now(file, buf, staged);
+            }
+            staged => staged,
         };
         self.queue(
             file,
@@ -939,74 +1107,55 @@ impl SubmitQueue for UringQueue {
             let result = Err(io::Error::from_raw_os_error(errno));
             return self.finish_now(Completion::Sync { token, result });
         }
-        let folded = self.direct_file(file).is_some();
+        let folded = self.folds_sync(file);
         self.queue(file, OpKind::Sync { token, folded });
     }
 
     fn write_now(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
-        // A direct write goes to the ring even then: the kernel issues it
-        // from this thread without a worker, and a synchronous one would
-        // block a sync_submit for the whole device round trip.
-        if self.broken.is_some() || buf.is_empty() || self.direct.is_some() {
-            return self.write(file, buf, offset);
-        }
-        let mut done = write_whole(&**file, buf, offset);
-        if let Completion::Write { result, .. } = &mut done
-            && let Some(errno) = self.take_injection(InjectOp::Write)
-        {
-            *result = Err(io::Error::from_raw_os_error(errno));
-        }
-        // Reaped by the caller at once: no need to signal the event fd.
-        self.ready.push_back(done);
+        self.write_before_sync(file, buf, offset, false);
+    }
+
+    fn write_alone(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
+        self.write_before_sync(file, buf, offset, true);
     }
 
     fn write_waited(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64) {
-        // A direct write the caller waits for anyway is done on this
+        // A staged write the caller waits for anyway is done on this
         // thread, after the writes to the file still in the ring: an
         // O_DSYNC direct write issued through the ring is ended by a kernel
         // worker where the device has no FUA, a hand-off a blocked pwrite
-        // does not need.
-        let direct = self.direct.as_mut().and_then(|d| d.get(file, offset));
-        if self.broken.is_some() || buf.is_empty() || direct.is_none() {
+        // does not need. The caller waits for everything in flight, so its
+        // sync counts as alone.
+        if self.broken.is_some() || buf.is_empty() || self.direct.is_none() {
             return self.write_now(file, buf, offset);
         }
         self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
         if self.broken.is_some() {
             return self.write_now(file, buf, offset);
         }
-        let injected = self.take_injection(InjectOp::Write);
-        let direct = self.direct_file(file).expect("checked above");
-        let completion = match direct.stage(file, &buf, offset) {
-            Err(e) => Completion::Write {
+        let (route, _) = self.route(file, offset, buf.len(), true, true);
+        match self.stage_routed(route, file, &buf, offset) {
+            Ok(Some(staged)) => self.write_staged_now(file, buf, staged),
+            Ok(None) => self.write_buffered_now(file, buf, offset),
+            Err(e) => self.ready.push_back(Completion::Write {
                 buf,
                 result: Err(e),
                 written: 0,
-            },
-            Ok(staged) => {
-                let (done, result) = match (staged.write(), injected) {
-                    (_, Some(errno)) => (0, Err(io::Error::from_raw_os_error(errno))),
-                    (outcome, None) => outcome,
-                };
-                let written = direct.finish(staged, result.is_ok(), done);
-                Completion::Write {
-                    buf,
-                    result,
-                    written,
-                }
-            }
-        };
-        // Reaped by the caller at once: no need to signal the event fd.
-        self.ready.push_back(completion);
+            }),
+        }
     }
 
     fn sync_now(&mut self, file: &Arc<File>, token: u64) {
         self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
-        let folded = self.direct_file(file).is_some();
+        let folded = self.folds_sync(file);
         let result = match (self.broken, self.take_injection(InjectOp::Sync)) {
             (Some(errno), _) | (None, Some(errno)) => Err(io::Error::from_raw_os_error(errno)),
             // Its writes were durable when they completed.
             (None, None) if folded => Ok(()),
-            (None, None) => file.sync_data(),
+            (None, None) => {
+                self.fsyncs_issued += 1;
+                file.sync_data()
+            }
         };
         // Reaped by the caller at once: no need to signal the event fd.
         self.ready.push_back(Completion::Sync { token, result });
@@ -1364,9 +1513,14 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
-    /// [`DirectSetup`]; `None`, with a line saying why, where io_uring or
-    /// direct I/O is unavailable.
+    /// [`DirectSetup`] with every write direct; `None`, with a line saying
+    /// why, where io_uring or direct I/O is unavailable.
     fn direct_setup(len: u64) -> Option<DirectSetup> {
+        direct_setup_with(DirectWrites::Every, len)
+    }
+
+    /// [`DirectSetup`] writing direct what `writes` says.
+    fn direct_setup_with(writes: DirectWrites, len: u64) -> Option<DirectSetup> {
         let dir = tempfile::tempdir().unwrap();
         if let Err(why) = probe_with(false).and_then(|()| crate::direct::probe(dir.path())) {
             eprintln!("skipping: {why}");
@@ -1374,7 +1528,7 @@ mod tests {
         }
         let q = queue_with(UringOptions {
             entries: 8,
-            direct: true,
+            direct: Some(writes),
             ..UringOptions::default()
         });
         let (file, path) = temp_file(&dir, "seg");
@@ -1421,9 +1575,27 @@ mod tests {
         }
         token += 1;
         q.sync_now(&file, token);
-        let out = drain(&mut q);
-        let syncs: Vec<u64> = out
-            .iter()
+        let syncs = all_ok(&drain(&mut q));
+        assert_eq!(syncs.len(), token as usize);
+        assert_eq!(q.fsyncs_issued, 0, "every sync was folded");
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+
+    /// [`direct_setup_with`] before syncs, its file zero-filled through the
+    /// page cache and synced, as a prepared segment is.
+    fn before_syncs_setup(len: usize) -> Option<DirectSetup> {
+        let setup = direct_setup_with(DirectWrites::BeforeSyncs, len as u64)?;
+        for off in (0..len).step_by(64 << 10) {
+            let n = (len - off).min(64 << 10);
+            setup.file.write_all_at(&vec![0; n], off as u64).unwrap();
+        }
+        setup.file.sync_data().unwrap();
+        Some(setup)
+    }
+
+    /// Every completion succeeded, every write whole; the sync tokens.
+    fn all_ok(out: &[Completion]) -> Vec<u64> {
+        out.iter()
             .filter_map(|c| match c {
                 Completion::Sync { token, result } => {
                     assert!(result.is_ok(), "{result:?}");
@@ -1439,10 +1611,171 @@ mod tests {
                     None
                 }
             })
-            .collect();
-        assert_eq!(syncs.len(), token as usize);
-        assert_eq!(q.fsyncs_issued, 0, "every sync was folded");
+            .collect()
+    }
+
+    #[test]
+    fn before_syncs_only_a_sync_alone_on_a_clean_file_is_folded() {
+        let Some(DirectSetup {
+            mut q,
+            file,
+            path,
+            _dir,
+        }) = before_syncs_setup(256 << 10)
+        else {
+            return;
+        };
+        let mut model = vec![0u8; 256 << 10];
+        let mut offset = 0u64;
+        let mut next = |len: usize| {
+            let buf = pattern(offset + 1, len);
+            let at = offset;
+            put(&mut model, at, &buf);
+            offset += len as u64;
+            (buf, at)
+        };
+        let (buf, at) = next(1000);
+        q.write_alone(&file, buf, at);
+        q.sync(&file, 1);
+        all_ok(&drain(&mut q));
+        assert_eq!(q.fsyncs_issued, 0, "alone, nothing buffered: folded");
+
+        let (full, at) = next(70_000);
+        q.write(&file, full, at);
+        let (buf, at) = next(300);
+        q.write_alone(&file, buf, at);
+        q.sync(&file, 2);
+        all_ok(&drain(&mut q));
+        assert_eq!(
+            q.fsyncs_issued, 1,
+            "a full buffer went through the page cache"
+        );
+
+        let (buf, at) = next(4096);
+        q.write_alone(&file, buf, at);
+        q.sync(&file, 3);
+        all_ok(&drain(&mut q));
+        assert_eq!(q.fsyncs_issued, 1, "clean again after that fsync");
+
+        let (buf, at) = next(10);
+        q.write_now(&file, buf, at);
+        q.sync(&file, 4);
+        all_ok(&drain(&mut q));
+        assert_eq!(q.fsyncs_issued, 2, "not alone: buffered");
+
+        let (buf, at) = next(5000);
+        q.write_waited(&file, buf, at);
+        q.sync_now(&file, 5);
+        let (buf, at) = next(20);
+        q.write_waited(&file, buf, at);
+        q.sync_now(&file, 6);
+        assert_eq!(all_ok(&drain(&mut q)), vec![5, 6]);
+        assert_eq!(q.fsyncs_issued, 2, "blocking syncs of a clean file: folded");
         assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+
+    #[test]
+    fn a_buffered_write_waits_for_the_direct_write_queued_before_it() {
+        let Some(DirectSetup {
+            mut q,
+            file,
+            path,
+            _dir,
+        }) = before_syncs_setup(64 << 10)
+        else {
+            return;
+        };
+        let (a, b) = (pattern(1, 5000), pattern(2, 3000));
+        q.write_alone(&file, a.clone(), 0);
+        q.sync(&file, 1);
+        // A sync in flight: this one is not alone, and its write shares the
+        // direct write's last block.
+        q.write_now(&file, b.clone(), 5000);
+        let plain = q
+            .ops
+            .iter()
+            .flatten()
+            .find(|op| matches!(op.kind, OpKind::Write { staged: None, .. }))
+            .expect("the buffered write is queued, not done on the thread");
+        assert!(
+            !plain.in_ring,
+            "it must not start before the direct write ends"
+        );
+        q.sync(&file, 2);
+        assert_eq!(all_ok(&drain(&mut q)).len(), 2);
+        assert_eq!(q.fsyncs_issued, 1);
+        let mut model = vec![0u8; 64 << 10];
+        put(&mut model, 0, &a);
+        put(&mut model, 5000, &b);
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+
+    #[test]
+    fn mixed_direct_and_buffered_writes_land_as_the_model_says() {
+        for seed in 1..=6u64 {
+            let Some(DirectSetup {
+                mut q,
+                file,
+                path,
+                _dir,
+            }) = before_syncs_setup(4 << 20)
+            else {
+                return;
+            };
+            let mut rng = crate::io::tests::XorShift(seed * 0x9E37_79B9_7F4A_7C15);
+            let mut model = vec![0u8; 4 << 20];
+            let mut offset = 0u64;
+            let mut token = 0;
+            let mut out = Vec::new();
+            while offset < (4 << 20) - (80 << 10) {
+                let len = match rng.below(3) {
+                    0 => 1 + rng.below(200),
+                    1 => 1 + rng.below(9000),
+                    _ => 1 + rng.below(70_000),
+                } as usize;
+                let buf = pattern(offset, len);
+                put(&mut model, offset, &buf);
+                match rng.below(6) {
+                    0 | 1 => q.write(&file, buf, offset),
+                    2 => {
+                        q.write_alone(&file, buf, offset);
+                        token += 1;
+                        q.sync(&file, token);
+                    }
+                    3 => {
+                        q.write_now(&file, buf, offset);
+                        token += 1;
+                        q.sync(&file, token);
+                    }
+                    4 => {
+                        q.write_waited(&file, buf, offset);
+                        token += 1;
+                        q.sync_now(&file, token);
+                    }
+                    _ => {
+                        q.write(&file, buf, offset);
+                        out.extend(drain(&mut q));
+                    }
+                }
+                offset += len as u64;
+                if rng.below(3) == 0 {
+                    q.reap(false, &mut out);
+                }
+            }
+            out.extend(drain(&mut q));
+            let mut tokens = all_ok(&out);
+            tokens.sort();
+            assert_eq!(tokens, (1..=token).collect::<Vec<_>>(), "seed {seed}");
+            assert!(
+                q.fsyncs_issued > 0 && q.fsyncs_issued < token,
+                "seed {seed}: {} fsyncs for {token} syncs: some folded, some not",
+                q.fsyncs_issued
+            );
+            assert!(
+                std::fs::read(&path).unwrap() == model,
+                "seed {seed}: the file differs from the model"
+            );
+        }
     }
 
     #[test]

@@ -36,6 +36,10 @@ const MAX_REMEMBERED_BARRIERS: usize = 64;
 /// Bytes gathered before they are handed to the queue as one write.
 const WRITE_BUF_BYTES: usize = 256 << 10;
 
+/// Syncs in a row that must have finished before anything was appended
+/// after them for the next one to count as alone ([`Flush::SyncAlone`]).
+const WAITED_SYNCS: u32 = 2;
+
 /// An upper bound of the frame `op` makes (record fields and rkyv layout take
 /// well under 128 bytes besides the variable parts).
 fn size_hint(op: &OpRef<'_>) -> usize {
@@ -183,12 +187,15 @@ impl Barriers {
 }
 
 /// How the write buffer goes to the queue.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flush {
     /// Nothing waits for it yet.
     Queued,
     /// A sync is submitted right after it ([`SubmitQueue::write_now`]).
     SyncFollows,
+    /// As `SyncFollows`, and that sync is alone: the application waits for
+    /// its syncs (`waited_syncs`, [`SubmitQueue::write_alone`]).
+    SyncAlone,
     /// The caller waits for it and its sync ([`SubmitQueue::write_waited`]).
     Waited,
 }
@@ -262,6 +269,11 @@ pub(crate) struct Lane<I: Io> {
     sequence_at_submit: u64,
     position_at_submit: u64,
     last_sync: Instant,
+    /// How many syncs in a row (up to [`WAITED_SYNCS`]) finished before
+    /// anything was appended after them: at that count the application
+    /// waits for each sync rather than pipelining them. (One alone is not
+    /// enough: a pipeline drained now and then ends with such a sync.)
+    waited_syncs: u32,
     next_token: u64,
     poisoned: Option<String>,
 }
@@ -318,6 +330,7 @@ impl<I: Io> Lane<I> {
             sequence_at_submit: resume.next_sequence,
             position_at_submit: resume.position,
             last_sync: Instant::now(),
+            waited_syncs: WAITED_SYNCS,
             next_token: 1,
             poisoned: None,
             config,
@@ -543,6 +556,7 @@ impl<I: Io> Lane<I> {
         match how {
             Flush::Queued => self.queue.write(file, buf, self.buf_offset),
             Flush::SyncFollows => self.queue.write_now(file, buf, self.buf_offset),
+            Flush::SyncAlone => self.queue.write_alone(file, buf, self.buf_offset),
             Flush::Waited => self.queue.write_waited(file, buf, self.buf_offset),
         }
         self.buf_offset += len;
@@ -652,6 +666,10 @@ impl<I: Io> Lane<I> {
                 self.join_retiring(syncs);
             }
             let front = self.pending.pop_front().expect("checked above");
+            self.waited_syncs = match front.boundary == self.position {
+                true => (self.waited_syncs + 1).min(WAITED_SYNCS),
+                false => 0,
+            };
             let result = match &self.poisoned {
                 Some(why) => Err(why.clone()),
                 None => {
@@ -733,7 +751,7 @@ impl<I: Io> Lane<I> {
         self.flush_with(if now {
             Flush::Waited
         } else {
-            Flush::SyncFollows
+            self.sync_flush()
         })?;
         let token = self.next_token;
         self.next_token += 1;
@@ -756,6 +774,16 @@ impl<I: Io> Lane<I> {
         // this token's completion; the writer is poisoned for later calls.
         let _ = self.reap(false);
         Ok(token)
+    }
+
+    /// How the write before a sync submitted now goes: alone when no sync
+    /// is in flight and the application waited for its last syncs.
+    fn sync_flush(&self) -> Flush {
+        if self.pending.is_empty() && self.waited_syncs == WAITED_SYNCS {
+            Flush::SyncAlone
+        } else {
+            Flush::SyncFollows
+        }
     }
 
     /// `cw_writer_sync_submit`.
@@ -1107,12 +1135,84 @@ impl<I: Io> Writer<I> {
 mod tests {
     use std::path::Path;
 
-    use super::SegmentSync;
+    use super::{Flush, SegmentSync};
 
     use crate::error::Error;
-    use crate::io::{Io, MemIo, SubmitQueue};
+    use crate::io::{FileIo, Io, MemIo, SubmitQueue};
     use crate::manager::Manager;
-    use crate::options::Options;
+    use crate::options::{Backend, Options};
+
+    /// How the write before a sync submitted now would go.
+    fn next_sync_flush<I: Io>(w: &super::Writer<I>) -> Flush {
+        let lane = w.lane.enter();
+        lane.as_ref().unwrap().sync_flush()
+    }
+
+    fn syncs_in_flight<I: Io>(w: &super::Writer<I>) -> usize {
+        let lane = w.lane.enter();
+        lane.as_ref().unwrap().pending.len()
+    }
+
+    #[test]
+    fn syncs_a_writer_waits_for_count_as_alone() {
+        let m = small_segments(MemIo::new(), 1);
+        let w = m.writer(0).unwrap();
+        assert_eq!(next_sync_flush(w), Flush::SyncAlone);
+        for i in 0..3u8 {
+            w.append_put(&[i], b"v").unwrap();
+            let token = w.sync_submit().unwrap();
+            w.wait(token).unwrap();
+        }
+        assert_eq!(next_sync_flush(w), Flush::SyncAlone);
+    }
+
+    #[test]
+    fn pipelined_syncs_are_not_alone_on_io_uring() {
+        let tmp = tempfile::tempdir().unwrap();
+        let io = match FileIo::for_backend(Backend::IoUring, Default::default()) {
+            Ok(io) => io,
+            Err(why) => return eprintln!("skipping: {why}"),
+        };
+        let options = Options {
+            num_cores: 1,
+            ..Options::default()
+        };
+        let m = Manager::open_with(io, &tmp.path().join("wal"), &options).unwrap();
+        let w = m.writer(0).unwrap();
+        // A sync still running when more is appended (the usual case, as
+        // an fdatasync takes far longer than an append) was not waited for.
+        let mut overlapped = 0;
+        for i in 0..20u32 {
+            w.append_put(&i.to_be_bytes(), b"v").unwrap();
+            let token = w.sync_submit().unwrap();
+            let running = syncs_in_flight(w) > 0;
+            w.append_put(b"more", b"v").unwrap();
+            if running {
+                overlapped += 1;
+                assert_eq!(
+                    next_sync_flush(w),
+                    Flush::SyncFollows,
+                    "a sync is in flight"
+                );
+            }
+            w.wait(token).unwrap();
+            if running {
+                assert_eq!(
+                    next_sync_flush(w),
+                    Flush::SyncFollows,
+                    "the last sync finished after an append"
+                );
+            }
+        }
+        assert!(overlapped > 0, "every sync finished inside its submit");
+        // Two waited syncs in a row make the next one alone again.
+        for _ in 0..2 {
+            w.append_put(b"k", b"v").unwrap();
+            let token = w.sync_submit().unwrap();
+            w.wait(token).unwrap();
+        }
+        assert_eq!(next_sync_flush(w), Flush::SyncAlone);
+    }
 
     /// A manager over `io` in `/wal` with `lanes` lanes of 16 KiB segments.
     fn small_segments(io: MemIo, lanes: u32) -> Manager<MemIo> {

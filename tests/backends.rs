@@ -1,6 +1,7 @@
 //! The same scenarios on real files through both backends: the blocking
-//! queue (pwrite + fdatasync) and io_uring, each through the page cache and
-//! with direct I/O. Failure paths of io_uring are driven by injected failed
+//! queue (pwrite + fdatasync) and io_uring, each through the page cache
+//! only, with direct writes before syncs (the default) and with every write
+//! direct. Failure paths of io_uring are driven by injected failed
 //! completions.
 
 mod common;
@@ -12,46 +13,67 @@ use common::read_all;
 use corewal::uring::InjectOp;
 use corewal::{Backend, Error, FileIo, Manager, Options};
 
-/// A backend, and whether segments are written with direct I/O.
+/// Which segment writes go direct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    /// None (`direct_sync` off): every sync is an fdatasync.
+    PageCache,
+    /// The write before a sync that is alone (the default, `direct_sync`).
+    BeforeSyncs,
+    /// Every write (`direct_io`).
+    Every,
+}
+
+const DIRECT: [Direct; 3] = [Direct::PageCache, Direct::BeforeSyncs, Direct::Every];
+
+/// A backend, and which segment writes go direct.
 #[derive(Debug, Clone, Copy)]
 struct Setup {
     backend: Backend,
-    direct: bool,
+    direct: Direct,
 }
 
-const SETUPS: [Setup; 4] = [
-    Setup {
+const SETUPS: [Setup; 6] = {
+    let mut setups = [Setup {
         backend: Backend::Sync,
-        direct: false,
-    },
-    Setup {
-        backend: Backend::IoUring,
-        direct: false,
-    },
-    Setup {
-        backend: Backend::Sync,
-        direct: true,
-    },
-    Setup {
-        backend: Backend::IoUring,
-        direct: true,
-    },
-];
+        direct: Direct::PageCache,
+    }; 6];
+    let mut i = 0;
+    while i < 6 {
+        setups[i] = Setup {
+            backend: if i % 2 == 0 {
+                Backend::Sync
+            } else {
+                Backend::IoUring
+            },
+            direct: DIRECT[i / 2],
+        };
+        i += 1;
+    }
+    setups
+};
 
 fn options(setup: Setup, lanes: u32) -> Options {
     Options {
         num_cores: lanes,
         segment_bytes: 256 << 10,
         backend: setup.backend,
-        direct_io: setup.direct,
+        direct_io: setup.direct == Direct::Every,
+        direct_sync: setup.direct == Direct::BeforeSyncs,
         ..Options::default()
     }
 }
 
 fn open(dir: &Path, setup: Setup, lanes: u32) -> Manager<FileIo> {
     let m = Manager::open(dir, &options(setup, lanes)).unwrap();
-    assert_eq!(m.backend().backend, setup.backend, "{setup:?} was not used");
-    assert_eq!(m.backend().direct_io, setup.direct, "{setup:?}");
+    let used = m.backend();
+    assert_eq!(used.backend, setup.backend, "{setup:?} was not used");
+    assert_eq!(used.direct_io, setup.direct == Direct::Every, "{setup:?}");
+    assert_eq!(
+        used.direct_sync,
+        setup.direct == Direct::BeforeSyncs,
+        "{setup:?}"
+    );
     m
 }
 
@@ -214,12 +236,15 @@ fn torn_tail_on_disk_is_cut_at_reopen() {
     }
 }
 
-/// io_uring, with direct I/O or not, and the handle to inject failures.
-fn open_uring_with_handle(dir: &Path, direct: bool) -> (Manager<FileIo>, FileIo) {
+/// io_uring, with segment writes direct as `direct` says, and the handle
+/// to inject failures.
+fn open_uring_with_handle(dir: &Path, direct: Direct) -> (Manager<FileIo>, FileIo) {
     let mut io = FileIo::for_backend(Backend::IoUring, Default::default()).unwrap();
-    if direct {
-        io = io.with_direct_io(dir).unwrap();
-    }
+    io = match direct {
+        Direct::PageCache => io,
+        Direct::BeforeSyncs => io.with_direct_sync(dir).unwrap(),
+        Direct::Every => io.with_direct_io(dir).unwrap(),
+    };
     let setup = Setup {
         backend: Backend::IoUring,
         direct,
@@ -230,12 +255,12 @@ fn open_uring_with_handle(dir: &Path, direct: bool) -> (Manager<FileIo>, FileIo)
 
 #[test]
 fn io_uring_failed_sync_completion_poisons_and_is_reported() {
-    for direct in [false, true] {
+    for direct in DIRECT {
         failed_sync_completion_poisons_and_is_reported(direct);
     }
 }
 
-fn failed_sync_completion_poisons_and_is_reported(direct: bool) {
+fn failed_sync_completion_poisons_and_is_reported(direct: Direct) {
     let tmp = tempfile::tempdir().unwrap();
     let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), direct);
     let w = m.writer(0).unwrap();
@@ -262,12 +287,12 @@ fn failed_sync_completion_poisons_and_is_reported(direct: bool) {
 
 #[test]
 fn io_uring_failed_write_completion_poisons() {
-    for direct in [false, true] {
+    for direct in DIRECT {
         failed_write_completion_poisons(direct);
     }
 }
 
-fn failed_write_completion_poisons(direct: bool) {
+fn failed_write_completion_poisons(direct: Direct) {
     let tmp = tempfile::tempdir().unwrap();
     let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), direct);
     let w = m.writer(0).unwrap();
@@ -299,7 +324,7 @@ fn io_uring_failed_write_of_a_full_buffer_poisons() {
     // A full write buffer goes out through the ring (the write before a
     // sync is done directly): fail that one.
     let tmp = tempfile::tempdir().unwrap();
-    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), false);
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), Direct::PageCache);
     let w = m.writer(0).unwrap();
     io.inject_failure(InjectOp::Write, libc::EIO);
     let value = vec![7u8; 4096];
@@ -329,10 +354,37 @@ fn io_uring_failed_write_of_a_full_buffer_poisons() {
 #[test]
 fn io_uring_cancelled_write_is_a_failure_too() {
     let tmp = tempfile::tempdir().unwrap();
-    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), false);
+    let (m, io) = open_uring_with_handle(&tmp.path().join("wal"), Direct::PageCache);
     let w = m.writer(0).unwrap();
     w.append_put(b"a", b"1").unwrap();
     io.inject_failure(InjectOp::Write, libc::ECANCELED);
     assert!(w.sync().is_err());
     assert!(matches!(w.append_put(b"b", b"2"), Err(Error::Poisoned(msg)) if msg.contains("write")));
+}
+
+#[test]
+fn direct_writes_before_syncs_are_off_where_segments_do_not_end_on_a_block() {
+    for (segment_bytes, on) in [(64 << 10, true), ((64 << 10) + 8, false)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = Options {
+            num_cores: 1,
+            segment_bytes,
+            ..Options::default()
+        };
+        let m = Manager::open(&tmp.path().join("wal"), &options).unwrap();
+        assert_eq!(m.backend().direct_sync, on, "{segment_bytes}-byte segments");
+        // Either way the log works: small syncs, reopened and read back.
+        let w = m.writer(0).unwrap();
+        for i in 0..500u32 {
+            w.append_put(&i.to_be_bytes(), &[1; 100]).unwrap();
+            w.sync().unwrap();
+        }
+        m.close().unwrap();
+        assert_eq!(
+            read_all(&FileIo::default(), &tmp.path().join("wal"))
+                .unwrap()
+                .len(),
+            500
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use corewal::io::BackendInUse;
 use corewal::{Backend, Options};
 
-use crate::durable::{self, Group, Mode, Variant};
+use crate::durable::{self, Group, Mode, Variant, Writes};
 use crate::engine::{self, backend_name};
 use crate::json::JsonObject;
 use crate::mem::Probe;
@@ -41,11 +41,13 @@ process, and prints both with their ratio corewal/raw and the target.
   W6          1 writer, 200,000 records, a sync submitted every 64 while
               appends go on, completions polled after every append
 
-W2 and W3 run eight corewal variants, {blocking sync(), sync_submit + wait
-(W2) or poll (W3)} x {sync backend, io_uring backend} x {through the page
-cache, direct_io}, and W6 one per backend and direct_io setting, all
+W2 and W3 run twelve corewal variants, {blocking sync(), sync_submit +
+wait (W2) or poll (W3)} x {sync backend, io_uring backend} x {buffered:
+through the page cache only (direct_sync 0); unmarked, the defaults:
+direct writes before syncs that are alone (direct_sync 1); direct: every
+write direct (direct_io 1)}, and W6 one per backend and setting, all
 interleaved with one raw baseline in the same rounds of short blocks (W6
-shares W3's rounds and raw). io_uring or direct_io variants are skipped,
+shares W3's rounds and raw). io_uring or direct variants are skipped,
 with a note, where the library reports them unsupported.
 
 Options:
@@ -721,21 +723,23 @@ fn written_back(written: &Written) -> Result<()> {
 /// `outcome` marked with `variant`'s backend, mode and direct I/O.
 fn of_variant(outcome: Outcome, variant: &Variant) -> Outcome {
     let mut outcome = outcome.variant(Some(backend_name(variant.backend)), variant.mode.name());
-    outcome.direct_io = variant.direct;
+    outcome.direct_io = variant.writes == Writes::Direct;
+    outcome.direct_sync = variant.writes == Writes::BeforeSyncs;
     outcome
 }
 
 /// The variants of `id` in `modes`, on the sync backend, then io_uring,
-/// each through the page cache, then with direct I/O.
+/// each through the page cache only, with the defaults, then with every
+/// write direct.
 fn each_backend(id: &'static str, modes: &[Mode]) -> Vec<Variant> {
     [Backend::Sync, Backend::IoUring]
         .into_iter()
-        .flat_map(|backend| [false, true].map(|direct| (backend, direct)))
-        .flat_map(|(backend, direct)| {
+        .flat_map(|backend| Writes::ALL.map(|writes| (backend, writes)))
+        .flat_map(|(backend, writes)| {
             modes.iter().map(move |&mode| Variant {
                 id,
                 backend,
-                direct,
+                writes,
                 mode,
             })
         })

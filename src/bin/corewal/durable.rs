@@ -1,6 +1,7 @@
 //! W2, W3 and W6: durable appends. Every corewal variant ({blocking sync,
 //! sync submit + poll/wait} × {sync backend, io_uring backend} × {through
-//! the page cache, direct I/O}) runs in the
+//! the page cache only, direct writes before syncs (the default), every
+//! write direct}) runs in the
 //! same rounds as one raw baseline: each round runs a block of batches on
 //! every side, the order of the sides rotating from round to round, so the
 //! machine's fdatasync phases (~35 µs or ~4 ms, lasting seconds) fall on
@@ -47,14 +48,38 @@ impl Mode {
     }
 }
 
+/// Which segment writes of a variant go direct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// None: `direct_sync` off.
+    PageCache,
+    /// The write before a sync that is alone: the defaults.
+    BeforeSyncs,
+    /// Every write: `direct_io`.
+    Direct,
+}
+
+impl Writes {
+    pub const ALL: [Writes; 3] = [Writes::PageCache, Writes::BeforeSyncs, Writes::Direct];
+
+    /// Its word in labels and directory names; none for the defaults.
+    pub fn tag(self) -> Option<&'static str> {
+        match self {
+            Writes::PageCache => Some("buffered"),
+            Writes::BeforeSyncs => None,
+            Writes::Direct => Some("direct"),
+        }
+    }
+}
+
 /// One corewal side of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
     /// The workload it belongs to (W3 and W6 share a group and a raw side).
     pub id: &'static str,
     pub backend: Backend,
-    /// The `direct_io` option.
-    pub direct: bool,
+    /// The `direct_io` and `direct_sync` options.
+    pub writes: Writes,
     pub mode: Mode,
 }
 
@@ -63,7 +88,7 @@ impl Variant {
         format!(
             "{}{} {}",
             engine::backend_name(self.backend),
-            if self.direct { " direct" } else { "" },
+            self.writes.tag().map_or(String::new(), |t| format!(" {t}")),
             self.mode.name()
         )
     }
@@ -140,16 +165,32 @@ pub fn run(
         let dir = root.join(format!(
             "{name}-{}{}-{}-corewal",
             engine::backend_name(variant.backend),
-            if variant.direct { "-direct" } else { "" },
+            variant
+                .writes
+                .tag()
+                .map_or(String::new(), |t| format!("-{t}")),
             variant.mode.name().replace('+', "-")
         ));
         let options = Options {
             num_cores: 1,
             backend: variant.backend,
-            direct_io: variant.direct,
+            direct_io: variant.writes == Writes::Direct,
+            direct_sync: variant.writes == Writes::BeforeSyncs,
             ..options.clone()
         };
         match Manager::open(&dir, &options) {
+            Ok(manager)
+                if variant.writes == Writes::BeforeSyncs && !manager.backend().direct_sync =>
+            {
+                // Silently off where direct I/O is refused: the same as
+                // the page-cache variant.
+                manager.close()?;
+                std::fs::remove_dir_all(&dir)?;
+                skipped.push((
+                    variant,
+                    "direct I/O is not available here, so direct_sync is off".into(),
+                ));
+            }
             Ok(manager) => {
                 let in_use = manager.backend().backend;
                 if in_use != variant.backend {
@@ -493,10 +534,10 @@ mod tests {
             [Backend::Sync, Backend::IoUring]
                 .into_iter()
                 .flat_map(move |backend| {
-                    [false, true].map(|direct| Variant {
+                    Writes::ALL.map(|writes| Variant {
                         id: "T",
                         backend,
-                        direct,
+                        writes,
                         mode,
                     })
                 })
@@ -514,7 +555,7 @@ mod tests {
         assert_eq!(group.measured.len() + group.skipped.len(), variants.len());
         for (variant, why) in &group.skipped {
             assert!(
-                variant.backend == Backend::IoUring || variant.direct,
+                variant.backend == Backend::IoUring || variant.writes != Writes::PageCache,
                 "{why}"
             );
         }

@@ -224,8 +224,11 @@ pub struct Outcome {
     /// How durability is asked for: `blocking`, `submit+wait`,
     /// `submit+poll`, `pipelined`; `read` for W5.
     pub mode: Option<&'static str>,
-    /// Segments written with direct I/O (the `direct_io` option).
+    /// Every segment write direct (the `direct_io` option).
     pub direct_io: bool,
+    /// Writes before syncs that are alone direct (the `direct_sync`
+    /// option, in use).
+    pub direct_sync: bool,
     pub corewal: Side,
     /// Printed after the raw rate, pointing at a footnote.
     pub raw_mark: &'static str,
@@ -249,6 +252,7 @@ impl Outcome {
             backend: None,
             mode: None,
             direct_io: false,
+            direct_sync: false,
             corewal,
             raw_mark: "",
             ops: false,
@@ -376,6 +380,7 @@ impl Outcome {
         o.field("backend", self.backend);
         o.field("mode", self.mode);
         o.field("direct_io", self.direct_io);
+        o.field("direct_sync", self.direct_sync);
         o.object("corewal", self.corewal.to_json(ops));
         o.object("raw", self.raw.to_json(ops));
         o.field("ratio", round(self.ratio(), 3));
