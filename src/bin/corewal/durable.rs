@@ -216,6 +216,10 @@ pub fn run(
     ));
     let settle_start = Instant::now();
     let unsettled = settle(threads_before);
+    // Writeback and journal work left by earlier workloads (W1 deletes
+    // hundreds of MB) runs on kernel threads, which also finish io_uring
+    // requests: let it end before timing, so it falls on no variant.
+    sync_file_system(root)?;
     let settle_secs = settle_start.elapsed().as_secs_f64();
 
     let mut raw_times = Vec::with_capacity(batches as usize);
@@ -497,6 +501,16 @@ fn busy_threads() -> Option<usize> {
 /// Waits until the threads started since `before` was counted (the
 /// managers' segment preparations) have finished, or the timeout. Returns
 /// what was still running if it gave up.
+/// `syncfs` of the file system holding `dir`.
+fn sync_file_system(dir: &Path) -> Result<()> {
+    let dir = std::fs::File::open(dir)?;
+    // SAFETY: syncfs takes a descriptor `dir` keeps open.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
 fn settle(before: Option<usize>) -> Option<String> {
     let before = before?;
     let start = Instant::now();
