@@ -1711,6 +1711,52 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_whole_block_write_reports_none_of_its_bytes_and_the_next_reads_its_block_back() {
+        let Some(DirectSetup {
+            mut q,
+            file,
+            path,
+            _dir,
+        }) = before_syncs_setup(64 << 10)
+        else {
+            return;
+        };
+        let a = pattern(1, 5000);
+        q.write_alone(&file, a.clone(), 0);
+        q.sync(&file, 1);
+        all_ok(&drain(&mut q));
+        // A full buffer right behind the direct write lands where it dropped
+        // the cached pages: whole blocks, on this thread. Make it fail.
+        q.inject_failure(InjectOp::Write, libc::EIO);
+        q.write(&file, pattern(2, 3000), 5000);
+        assert_eq!(q.in_flight(), 1, "done at once, waiting for reap");
+        let out = drain_ready(&mut q);
+        assert!(
+            matches!(&out[..], [Completion::Write { result: Err(e), written: 0, .. }] if e.raw_os_error() == Some(libc::EIO)),
+            "{out:?}"
+        );
+        assert!(
+            q.direct_file(&file).unwrap().reads_back(8000),
+            "what the failed write left in its block is unknown"
+        );
+        // (The injection replaced the result of a write that was done.)
+        // Bytes planted in that block stand for whatever the failure left:
+        // the next write, which starts where the failed one ended, must
+        // take them from the file, not from the failed write's copy.
+        file.write_all_at(&[7; 100], 7900).unwrap();
+        let c = pattern(3, 200);
+        q.write(&file, c.clone(), 8000);
+        q.sync(&file, 2);
+        all_ok(&drain(&mut q));
+        let mut model = vec![0u8; 64 << 10];
+        put(&mut model, 0, &a);
+        put(&mut model, 5000, &pattern(2, 3000));
+        put(&mut model, 7900, &[7; 100]);
+        put(&mut model, 8000, &c);
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+
+    #[test]
     fn mixed_direct_and_buffered_writes_land_as_the_model_says() {
         for seed in 1..=6u64 {
             let Some(DirectSetup {
