@@ -130,8 +130,20 @@ void check_truncate_and_reset(const std::string &dir) {
 
 }  // namespace
 
+// The direct-write setters reach the C struct; the defaults are direct
+// writes before syncs, and no direct_io.
+void check_direct_setters() {
+  corewal::Options options;
+  CHECK_EQ(options.raw().direct_sync, 1u);
+  CHECK_EQ(options.raw().direct_io, 0u);
+  options.direct_sync(false).direct_io(true);
+  CHECK_EQ(options.raw().direct_sync, 0u);
+  CHECK_EQ(options.raw().direct_io, 1u);
+}
+
 int main() {
   const std::string dir = std::string(cwt_tmpdir()) + "/wal";
+  check_direct_setters();
   corewal::Options options;
   options.num_cores(2).segment_bytes(65536).preallocate(true);
 
