@@ -666,9 +666,10 @@ impl<I: Io> Lane<I> {
                 self.join_retiring(syncs);
             }
             let front = self.pending.pop_front().expect("checked above");
-            self.waited_syncs = match front.boundary == self.position {
-                true => (self.waited_syncs + 1).min(WAITED_SYNCS),
-                false => 0,
+            self.waited_syncs = if front.boundary == self.position {
+                (self.waited_syncs + 1).min(WAITED_SYNCS)
+            } else {
+                0
             };
             let result = match &self.poisoned {
                 Some(why) => Err(why.clone()),
