@@ -301,7 +301,8 @@ impl DirectFile {
 
     /// Whether bytes went through the page cache since the last fdatasync
     /// of the file was queued.
-    pub fn is_buffered(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_buffered(&self) -> bool {
         self.buffered
     }
 
@@ -756,10 +757,7 @@ mod tests {
             return None;
         }
         let file = file_in(dir, 0);
-        for off in (0..len).step_by(64 << 10) {
-            file.write_all_at(&vec![0; (len - off).min(64 << 10)], off as u64)
-                .unwrap();
-        }
+        crate::segment::write_zeros(&*file, 0, len as u64).unwrap();
         file.sync_data().unwrap();
         Some(file)
     }

@@ -911,13 +911,19 @@ impl UringQueue {
         if route == Route::Buffered {
             return Ok(None);
         }
-        if self.direct_file(file).is_some_and(|d| d.reads_back(offset)) {
-            self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
-        }
         let before_syncs =
             self.direct.as_ref().map(DirectFiles::writes) == Some(DirectWrites::BeforeSyncs);
-        let Some(direct) = self.direct_file(file) else {
+        let Some(direct) = self.direct.as_mut().and_then(|d| d.find(file)) else {
             return Ok(None);
+        };
+        let direct = if !direct.reads_back(offset) {
+            direct
+        } else {
+            self.wait_for_writes(Arc::as_ptr(file), self.next_seq);
+            match self.direct_file(file) {
+                Some(direct) => direct,
+                None => return Ok(None),
+            }
         };
         let staged = direct.stage_as(route, file, buf, offset)?;
         if route == Route::Direct && before_syncs {
@@ -987,39 +993,41 @@ impl UringQueue {
         if self.broken.is_some() || buf.is_empty() {
             return self.write(file, buf, offset);
         }
-        if self.direct.is_some() {
-            let (route, behind_direct) = self.route(file, offset, buf.len(), true, alone);
-            let staged = match self.stage_routed(route, file, &buf, offset) {
-                Ok(staged) => staged,
-                Err(e) => {
-                    return self.finish_now(Completion::Write {
-                        buf,
-                        result: Err(e),
-                        written: 0,
-                    });
-                }
-            };
-            match staged {
-                // Whole blocks through the page cache: as quick on this
-                // thread as a plain pwrite.
-                Some(staged) if route == Route::WholeBlocks && !behind_direct => {
-                    return self.write_staged_now(file, buf, staged);
-                }
-                None if !behind_direct => {}
-                staged => {
-                    return self.queue(
-                        file,
-                        OpKind::Write {
-                            buf,
-                            offset,
-                            done: 0,
-                            staged,
-                        },
-                    );
-                }
+        self.send(file, buf, offset, Some(alone));
+    }
+
+    /// Routes a write and sends it on its way. Whole blocks through the
+    /// page cache are written on this thread, as quick as a plain pwrite
+    /// (so they hold nothing back); a direct write, and a buffered one
+    /// waiting for a direct write before it, go to the ring. Any other
+    /// buffered write goes to the ring too, or, when a sync follows
+    /// (`sync: Some(alone)`), is a `pwrite` on this thread.
+    fn send(&mut self, file: &Arc<File>, buf: Vec<u8>, offset: u64, sync: Option<bool>) {
+        let (sync_follows, alone) = (sync.is_some(), sync == Some(true));
+        let (route, behind_direct) = self.route(file, offset, buf.len(), sync_follows, alone);
+        let staged = match self.stage_routed(route, file, &buf, offset) {
+            Ok(staged) => staged,
+            Err(e) => {
+                return self.finish_now(Completion::Write {
+                    buf,
+                    result: Err(e),
+                    written: 0,
+                });
             }
+        };
+        match staged {
+            Some(staged) if route == Route::WholeBlocks => self.write_staged_now(file, buf, staged),
+            None if sync_follows && !behind_direct => self.write_buffered_now(file, buf, offset),
+            staged => self.queue(
+                file,
+                OpKind::Write {
+                    buf,
+                    offset,
+                    done: 0,
+                    staged,
+                },
+            ),
         }
-        self.write_buffered_now(file, buf, offset);
     }
 
     /// A staged write of `buf` done with `pwrite` on this thread. Nothing
@@ -1072,34 +1080,7 @@ impl SubmitQueue for UringQueue {
                 written: 0,
             });
         }
-        let (route, behind_direct) = self.route(file, offset, buf.len(), false, false);
-        let staged = match self.stage_routed(route, file, &buf, offset) {
-            Ok(staged) => staged,
-            Err(e) => {
-                return self.finish_now(Completion::Write {
-                    buf,
-                    result: Err(e),
-                    written: 0,
-                });
-            }
-        };
-        let staged = match staged {
-            // Whole blocks through the page cache (a few writes after a
-            // direct one): on this thread, so they hold nothing back.
-            Some(staged) if route == Route::WholeBlocks && !behind_direct => {
-                return self.write_staged_now(file, buf, staged);
-            }
-            staged => staged,
-        };
-        self.queue(
-            file,
-            OpKind::Write {
-                buf,
-                offset,
-                done: 0,
-                staged,
-            },
-        );
+        self.send(file, buf, offset, None);
     }
 
     fn sync(&mut self, file: &Arc<File>, token: u64) {
@@ -1585,10 +1566,7 @@ mod tests {
     /// page cache and synced, as a prepared segment is.
     fn before_syncs_setup(len: usize) -> Option<DirectSetup> {
         let setup = direct_setup_with(DirectWrites::BeforeSyncs, len as u64)?;
-        for off in (0..len).step_by(64 << 10) {
-            let n = (len - off).min(64 << 10);
-            setup.file.write_all_at(&vec![0; n], off as u64).unwrap();
-        }
+        crate::segment::write_zeros(&*setup.file, 0, len as u64).unwrap();
         setup.file.sync_data().unwrap();
         Some(setup)
     }
